@@ -1,0 +1,152 @@
+package pluginapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os/exec"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+)
+
+// DefaultStartTimeout bounds launch + handshake + AutoMTLS of one plugin.
+const DefaultStartTimeout = 10 * time.Second
+
+// LaunchOptions configures Launch.
+type LaunchOptions struct {
+	// Path of the plugin binary.
+	Path string
+	// SHA256 is the digest the binary must have. go-plugin hashes the file
+	// again, with a fresh hash, right before it starts it (SecureConfig).
+	// Required: an unpinned plugin is never started.
+	SHA256 []byte
+	// Logger receives go-plugin's messages and the plugin's own log lines
+	// (it logs JSON on stderr). Nil discards them.
+	Logger hclog.Logger
+	// StartTimeout bounds the start and handshake; zero means
+	// DefaultStartTimeout. A context deadline that comes sooner wins.
+	StartTimeout time.Duration
+	// Env is the plugin's whole environment. The core's own environment is
+	// never inherited, so Kubernetes credentials and job variables do not
+	// reach plugins by accident.
+	Env []string
+}
+
+// Plugin is a started plugin process with a negotiated gRPC connection.
+// Close it on every path: it kills the process and reaps it.
+type Plugin struct {
+	path   string
+	client *plugin.Client
+	rpc    plugin.ClientProtocol
+}
+
+// Launch starts the plugin binary at opts.Path, checks its checksum,
+// negotiates the API version over an AutoMTLS gRPC connection and returns the
+// connected plugin.
+func Launch(ctx context.Context, opts LaunchOptions) (*Plugin, error) {
+	if len(opts.SHA256) != sha256.Size {
+		return nil, fmt.Errorf("launch plugin %s: a sha256 checksum is required", opts.Path)
+	}
+	timeout := opts.StartTimeout
+	if timeout <= 0 {
+		timeout = DefaultStartTimeout
+	}
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < timeout {
+		timeout = time.Until(deadline)
+	}
+	if timeout <= 0 {
+		return nil, fmt.Errorf("launch plugin %s: %w", opts.Path, context.DeadlineExceeded)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	cmd := exec.Command(opts.Path)
+	cmd.Env = opts.Env
+	cmd.SysProcAttr = childProcAttr()
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  Handshake(),
+		VersionedPlugins: pluginSets(),
+		Cmd:              cmd,
+		SecureConfig:     &plugin.SecureConfig{Checksum: opts.SHA256, Hash: sha256.New()},
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		StartTimeout:     timeout,
+		Logger:           logger,
+		SkipHostEnv:      true,
+	})
+	rpc, err := client.Client()
+	if err != nil {
+		client.Kill()
+		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+			return nil, fmt.Errorf("launch plugin %s: its sha256 no longer matches the pinned checksum %x", opts.Path, opts.SHA256)
+		}
+		return nil, fmt.Errorf("launch plugin %s: %w", opts.Path, err)
+	}
+	if err := ctx.Err(); err != nil {
+		client.Kill()
+		return nil, fmt.Errorf("launch plugin %s: %w", opts.Path, err)
+	}
+	return &Plugin{path: opts.Path, client: client, rpc: rpc}, nil
+}
+
+// Path returns the binary the plugin was started from.
+func (p *Plugin) Path() string { return p.path }
+
+// APIVersion returns the contract version negotiated with the plugin.
+func (p *Plugin) APIVersion() int { return p.client.NegotiatedVersion() }
+
+// Pid returns the plugin's process id, or 0 if it is not running.
+func (p *Plugin) Pid() int {
+	if rc := p.client.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}
+
+// Info returns the Info service every plugin serves.
+func (p *Plugin) Info() (InfoPlugin, error) {
+	raw, err := p.rpc.Dispense(InfoKey)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: dispense info: %w", p.path, err)
+	}
+	return raw.(InfoPlugin), nil
+}
+
+// OS returns the plugin's OS service. Check PluginInfo.Kind first: a
+// transport plugin answers its calls with Unimplemented.
+func (p *Plugin) OS() (OSPlugin, error) {
+	raw, err := p.rpc.Dispense(OSKey)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: dispense os: %w", p.path, err)
+	}
+	return raw.(OSPlugin), nil
+}
+
+// Transport returns the plugin's Transport service. Check PluginInfo.Kind
+// first: an OS plugin answers its calls with Unimplemented.
+func (p *Plugin) Transport() (TransportPlugin, error) {
+	raw, err := p.rpc.Dispense(TransportKey)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: dispense transport: %w", p.path, err)
+	}
+	return raw.(TransportPlugin), nil
+}
+
+// Ping checks that the plugin's gRPC server answers.
+func (p *Plugin) Ping() error {
+	if err := p.rpc.Ping(); err != nil {
+		return fmt.Errorf("plugin %s: ping: %w", p.path, err)
+	}
+	return nil
+}
+
+// Exited reports whether the plugin process has ended.
+func (p *Plugin) Exited() bool { return p.client.Exited() }
+
+// Close ends the plugin: a graceful stop, then SIGKILL after two seconds,
+// and the process is reaped. It is safe to call more than once.
+func (p *Plugin) Close() { p.client.Kill() }

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package pluginapi
+
+import "syscall"
+
+// childProcAttr has no parent-death signal outside Linux; Close still ends
+// the plugin on every ordinary exit path.
+func childProcAttr() *syscall.SysProcAttr { return nil }
