@@ -72,9 +72,13 @@ func (s *transportServer) Exec(stream pluginv1.Transport_ExecServer) error {
 	go pumpExecInput(stream, stdinW, signals, done)
 
 	exit, err := s.impl.Exec(ctx, start, ExecIO{
-		Stdin:   stdinR,
-		Stdout:  out.writer(func(b []byte) *pluginv1.ExecOutput { return &pluginv1.ExecOutput{Output: &pluginv1.ExecOutput_Stdout{Stdout: b}} }),
-		Stderr:  out.writer(func(b []byte) *pluginv1.ExecOutput { return &pluginv1.ExecOutput{Output: &pluginv1.ExecOutput_Stderr{Stderr: b}} }),
+		Stdin: stdinR,
+		Stdout: out.writer(func(b []byte) *pluginv1.ExecOutput {
+			return &pluginv1.ExecOutput{Output: &pluginv1.ExecOutput_Stdout{Stdout: b}}
+		}),
+		Stderr: out.writer(func(b []byte) *pluginv1.ExecOutput {
+			return &pluginv1.ExecOutput{Output: &pluginv1.ExecOutput_Stderr{Stderr: b}}
+		}),
 		Signals: signals,
 	})
 	if err != nil {
