@@ -1,0 +1,104 @@
+package kubeenv
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+)
+
+// crdFS holds the generated KubeVirt CRDs (see internal/crdgen).
+//
+//go:embed crds/*.yaml
+var crdFS embed.FS
+
+// CRDs returns the embedded KubeVirt CustomResourceDefinition manifests
+// (VirtualMachineInstance and VirtualMachine, with KubeVirt's full OpenAPI
+// validation) keyed by file name.
+func CRDs() (map[string][]byte, error) {
+	names, err := fs.Glob(crdFS, "crds/*.yaml")
+	if err != nil {
+		return nil, fmt.Errorf("list embedded CRDs: %w", err)
+	}
+	out := make(map[string][]byte, len(names))
+	for _, n := range names {
+		data, err := crdFS.ReadFile(n)
+		if err != nil {
+			return nil, fmt.Errorf("read embedded %s: %w", n, err)
+		}
+		out[path.Base(n)] = data
+	}
+	return out, nil
+}
+
+// installCRDs creates the embedded CRDs and waits until each is Established.
+func installCRDs(ctx context.Context, cfg *rest.Config, timeout time.Duration) error {
+	client, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
+	files, err := CRDs()
+	if err != nil {
+		return err
+	}
+	crds := client.Resource(schema.GroupVersionResource{
+		Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions",
+	})
+	var names []string
+	for file, data := range files {
+		var obj unstructured.Unstructured
+		if err := yaml.Unmarshal(data, &obj.Object); err != nil {
+			return fmt.Errorf("decode %s: %w", file, err)
+		}
+		if _, err := crds.Create(ctx, &obj, metav1.CreateOptions{FieldManager: "kubeenv"}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create CRD %s: %w", obj.GetName(), err)
+		}
+		names = append(names, obj.GetName())
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, name := range names {
+		if err := waitEstablished(ctx, crds, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func waitEstablished(ctx context.Context, crds dynamic.ResourceInterface, name string) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		obj, err := crds.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("get CRD %s: %w", name, err)
+		}
+		conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+		var reasons []string
+		for _, c := range conds {
+			m, _ := c.(map[string]any)
+			if m["type"] == "Established" && m["status"] == "True" {
+				return nil
+			}
+			if m["status"] != "True" {
+				reasons = append(reasons, fmt.Sprintf("%v=%v (%v: %v)", m["type"], m["status"], m["reason"], m["message"]))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("CRD %s not Established: %w; conditions: %v", name, ctx.Err(), reasons)
+		case <-tick.C:
+		}
+	}
+}
