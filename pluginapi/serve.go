@@ -14,23 +14,21 @@ const LogLevelEnv = "GITLAB_RUNNER_KUBEVIRT_PLUGIN_LOG_LEVEL"
 // ServeOS serves impl as an OS plugin. Call it from main; it returns when the
 // core ends the plugin.
 func ServeOS(impl OSPlugin) {
-	serve(impl, OSKey, &osGRPCPlugin{impl: impl})
+	serve(OSPluginSet(impl))
 }
 
 // ServeTransport serves impl as a transport plugin. Call it from main; it
 // returns when the core ends the plugin.
 func ServeTransport(impl TransportPlugin) {
-	serve(impl, TransportKey, &transportGRPCPlugin{impl: impl})
+	serve(TransportPluginSet(impl))
 }
 
-func serve(info InfoPlugin, key string, p plugin.Plugin) {
+func serve(set plugin.PluginSet) {
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake(),
-		VersionedPlugins: map[int]plugin.PluginSet{
-			APIVersion1: {InfoKey: &infoGRPCPlugin{impl: info}, key: p},
-		},
-		GRPCServer: plugin.DefaultGRPCServer,
-		Logger:     Logger(),
+		HandshakeConfig:  Handshake(),
+		VersionedPlugins: map[int]plugin.PluginSet{APIVersion1: set},
+		GRPCServer:       plugin.DefaultGRPCServer,
+		Logger:           Logger(),
 	})
 }
 
