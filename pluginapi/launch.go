@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -39,9 +40,17 @@ type LaunchOptions struct {
 // Close it on every path: it kills the process and reaps it.
 type Plugin struct {
 	path   string
+	pid    int // leader of the plugin's process group
 	client *plugin.Client
 	rpc    plugin.ClientProtocol
+	close  sync.Once
 }
+
+// closeGrace bounds go-plugin's own shutdown (a graceful stop, then SIGKILL
+// of the plugin after two seconds) before the plugin's whole process group
+// is killed, which also releases a stdout pipe held open by a child the
+// plugin started.
+const closeGrace = 3 * time.Second
 
 // Launch starts the plugin binary at opts.Path, checks its checksum,
 // negotiates the API version over an AutoMTLS gRPC connection and returns the
@@ -79,18 +88,26 @@ func Launch(ctx context.Context, opts LaunchOptions) (*Plugin, error) {
 		SkipHostEnv:      true,
 	})
 	rpc, err := client.Client()
+	p := &Plugin{path: opts.Path, client: client, rpc: rpc}
+	if cmd.Process != nil {
+		p.pid = cmd.Process.Pid
+	}
 	if err != nil {
-		client.Kill()
+		// The process (a non-plugin, or a plugin that failed the
+		// handshake) may have started children that hold its stdout open:
+		// kill the group first so go-plugin's Kill does not wait for them.
+		killProcessGroup(p.pid)
+		p.Close()
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 			return nil, fmt.Errorf("launch plugin %s: its sha256 no longer matches the pinned checksum %x", opts.Path, opts.SHA256)
 		}
 		return nil, fmt.Errorf("launch plugin %s: %w", opts.Path, err)
 	}
 	if err := ctx.Err(); err != nil {
-		client.Kill()
+		p.Close()
 		return nil, fmt.Errorf("launch plugin %s: %w", opts.Path, err)
 	}
-	return &Plugin{path: opts.Path, client: client, rpc: rpc}, nil
+	return p, nil
 }
 
 // Path returns the binary the plugin was started from.
@@ -148,5 +165,18 @@ func (p *Plugin) Ping() error {
 func (p *Plugin) Exited() bool { return p.client.Exited() }
 
 // Close ends the plugin: a graceful stop, then SIGKILL after two seconds,
-// and the process is reaped. It is safe to call more than once.
-func (p *Plugin) Close() { p.client.Kill() }
+// and the process is reaped; then every process left in the plugin's
+// process group is killed. It is safe to call more than once, and from
+// several goroutines.
+func (p *Plugin) Close() {
+	// Once only: after the first Close the pid may belong to someone else.
+	p.close.Do(func() {
+		// If go-plugin's Kill is still waiting after closeGrace, a child of
+		// the plugin holds its stdout or stderr open: kill the group to
+		// release it.
+		t := time.AfterFunc(closeGrace, func() { killProcessGroup(p.pid) })
+		p.client.Kill()
+		t.Stop()
+		killProcessGroup(p.pid)
+	})
+}
