@@ -176,7 +176,10 @@ func (e *Env) start(ctx context.Context) error {
 	if err := writeKubeconfig(e.adminKubeconfig, e.AdminConfig(), "default"); err != nil {
 		return err
 	}
-	return installCRDs(ctx, e.AdminConfig(), e.opts.StartTimeout)
+	if err := installCRDs(ctx, e.AdminConfig(), e.opts.StartTimeout); err != nil {
+		return err
+	}
+	return warmUpVMIs(ctx, e.AdminConfig(), e.opts.StartTimeout)
 }
 
 // startAPIServer starts the configured kube-apiserver and waits for /readyz.
@@ -330,6 +333,9 @@ func (e *Env) StartAPIServer(ctx context.Context) error {
 		return nil
 	}
 	if err := e.startAPIServer(ctx); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	if err := warmUpVMIs(ctx, e.AdminConfig(), e.opts.StartTimeout); err != nil {
 		return fmt.Errorf("restart: %w", err)
 	}
 	return nil

@@ -80,9 +80,11 @@ func TestVMIRejectsInvalid(t *testing.T) {
 			want:   `spec.domain.rebootPolicy: Unsupported value: "Sometimes"`,
 		},
 		{
-			name:   "memory that is not a quantity",
-			mutate: func(s map[string]any) { domain(s)["resources"] = map[string]any{"requests": map[string]any{"memory": "a lot"}} },
-			want:   "spec.domain.resources.requests.memory",
+			name: "memory that is not a quantity",
+			mutate: func(s map[string]any) {
+				domain(s)["resources"] = map[string]any{"requests": map[string]any{"memory": "a lot"}}
+			},
+			want: "spec.domain.resources.requests.memory",
 		},
 		{
 			name:   "missing domain",
