@@ -13,8 +13,22 @@ import (
 //	InvalidInput("username", req.Username, "must match %s", pattern)
 //
 // The core shows it to the user as is. Never pass a secret as value.
+//
+// The error crosses the plugin boundary as a gRPC InvalidArgument status,
+// also when the plugin wraps it (fmt.Errorf("render: %w", err)); its Error
+// is the plain message, so a wrapped message reads "render: field ...".
 func InvalidInput(field, value, rule string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, "%s %q: %s", field, value, fmt.Sprintf(rule, args...))
+	return &invalidInputError{msg: fmt.Sprintf("%s %q: %s", field, value, fmt.Sprintf(rule, args...))}
+}
+
+// invalidInputError is a refused request field.
+type invalidInputError struct{ msg string }
+
+func (e *invalidInputError) Error() string { return e.msg }
+
+// GRPCStatus lets gRPC (and errors.As through wrappers) see the code.
+func (e *invalidInputError) GRPCStatus() *status.Status {
+	return status.New(codes.InvalidArgument, e.msg)
 }
 
 // IsInvalidInput reports whether err is a refusal of the request's input (as
