@@ -101,7 +101,7 @@ func Launch(ctx context.Context, opts LaunchOptions) (*Plugin, error) {
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 			return nil, fmt.Errorf("launch plugin %s: its sha256 no longer matches the pinned checksum %x", opts.Path, opts.SHA256)
 		}
-		return nil, fmt.Errorf("launch plugin %s: %w", opts.Path, err)
+		return nil, handshakeError(opts.Path, err)
 	}
 	if err := ctx.Err(); err != nil {
 		p.Close()
