@@ -1,0 +1,104 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+)
+
+// ErrVMIDeleted is returned by WaitRunning when the VMI is deleted while
+// the executor waits for it.
+var ErrVMIDeleted = errors.New("the vmi was deleted")
+
+// WaitRunning watches VMI name until it runs with an IP address, fails, is
+// deleted, or ctx ends. progress (may be nil) is called with every status
+// that differs from the previous one, in order.
+//
+// It lists and then watches one object (field selector metadata.name) with
+// client-go's informer machinery (watchtools.UntilWithSync): an expired
+// watch ("resource version too old") or a dropped connection re-lists with
+// backoff instead of failing, so an API server restart is survived.
+func (c *Clients) WaitRunning(ctx context.Context, name string, progress func(Status)) (Status, error) {
+	var last Status
+	var seen bool
+	_, err := watchtools.UntilWithSync(ctx, c.listWatch(name), &kubevirtv1.VirtualMachineInstance{}, nil,
+		func(ev watch.Event) (bool, error) {
+			switch ev.Type {
+			case watch.Deleted:
+				return false, fmt.Errorf("vmi %s/%s: %w while waiting for it to run", c.Namespace, name, ErrVMIDeleted)
+			case watch.Added, watch.Modified:
+			default:
+				return false, nil
+			}
+			vmi, ok := ev.Object.(*kubevirtv1.VirtualMachineInstance)
+			if !ok {
+				return false, nil
+			}
+			st, failed := Assess(vmi)
+			if !seen || st != last {
+				seen, last = true, st
+				if progress != nil {
+					progress(st)
+				}
+			}
+			if failed != nil {
+				return false, failed
+			}
+			return st.Ready(), nil
+		})
+	if err != nil {
+		var fe *FailedError
+		if errors.As(err, &fe) || errors.Is(err, ErrVMIDeleted) {
+			return last, err
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return last, fmt.Errorf("wait for vmi %s/%s to run (last phase %q): %w", c.Namespace, name, last.Phase, ctxErr)
+		}
+		return last, fmt.Errorf("wait for vmi %s/%s to run: %w", c.Namespace, name, err)
+	}
+	return last, nil
+}
+
+// WaitGone waits until VMI name does not exist (or ctx ends).
+func (c *Clients) WaitGone(ctx context.Context, name string) error {
+	_, err := watchtools.UntilWithSync(ctx, c.listWatch(name), &kubevirtv1.VirtualMachineInstance{},
+		func(store cache.Store) (bool, error) { return len(store.List()) == 0, nil },
+		func(ev watch.Event) (bool, error) { return ev.Type == watch.Deleted, nil })
+	if err != nil {
+		return fmt.Errorf("wait for vmi %s/%s to be deleted: %w", c.Namespace, name, err)
+	}
+	return nil
+}
+
+// listWatch lists and watches the single VMI called name.
+func (c *Clients) listWatch(name string) cache.ListerWatcher {
+	vmis := c.Virt.KubevirtV1().VirtualMachineInstances(c.Namespace)
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return vmis.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return vmis.Watch(ctx, o)
+		},
+	}
+}
+
+func jsonMarshal(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode patch: %w", err)
+	}
+	return b, nil
+}
