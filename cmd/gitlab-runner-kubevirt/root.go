@@ -31,6 +31,11 @@ and guest access (SSH) come from plugin binaries.`,
 	root.AddCommand(
 		newVersionCmd(),
 		newPluginsCmd(g),
+		newConfigCmd(g),
+		newPrepareCmd(g),
+		newRunCmd(g),
+		newCleanupCmd(),
+		newGCCmd(),
 	)
 	return root
 }

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/jobenv"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/stages"
+)
+
+func newRunCmd(g *globalOptions) *cobra.Command {
+	k := &kubeFlags{}
+	cmd := &cobra.Command{
+		Use:   "run <script> <stage>",
+		Short: "Run one job script on the job's VM (custom executor run_exec)",
+		Long: `run uploads the script gitlab-runner wrote to the job's VM and runs it
+there, streaming its output. A failing script exits with
+BUILD_FAILURE_EXIT_CODE after writing its exit code to BUILD_EXIT_CODE_FILE;
+a lost VM or connection exits with SYSTEM_FAILURE_EXIT_CODE. SIGTERM ends
+the remote script.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := cobra.ExactArgs(2)(cmd, args); err != nil {
+				return stageExit(stages.SystemFailure(err))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			clients, err := k.clients()
+			if err != nil {
+				return stageExit(stages.SystemFailure(err))
+			}
+			plugins, err := openPlugins(g)
+			if err != nil {
+				return stageExit(stages.SystemFailure(err))
+			}
+			defer plugins.Close()
+			opts := stages.RunOptions{NamePrefix: k.prefix, Script: args[0], Stage: args[1]}
+			return stageExit(stages.Run(cmd.Context(), jobenv.OS(), clients, plugins, opts, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		},
+	}
+	k.register(cmd)
+	cmd.SetFlagErrorFunc(flagError)
+	return cmd
+}
