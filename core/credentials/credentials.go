@@ -65,7 +65,7 @@ type Set struct {
 }
 
 // String describes the set without secrets.
-func (s *Set) String() string {
+func (s Set) String() string {
 	pw := "none"
 	if s.Password != "" {
 		pw = "redacted"
@@ -74,7 +74,7 @@ func (s *Set) String() string {
 }
 
 // GoString keeps %#v from printing secrets.
-func (s *Set) GoString() string { return "&credentials.Set{" + s.String() + "}" }
+func (s Set) GoString() string { return "credentials.Set{" + s.String() + "}" }
 
 // Generate creates a fresh Set from r (crypto/rand.Reader when nil), with a
 // password when withPassword is true.
@@ -99,9 +99,12 @@ func Generate(r io.Reader, withPassword bool) (*Set, error) {
 	return s, nil
 }
 
-// NewKeyPair generates an ed25519 key pair; comment goes into the private
-// key file.
+// NewKeyPair generates an ed25519 key pair from r (crypto/rand.Reader when
+// nil); comment goes into the private key file.
 func NewKeyPair(r io.Reader, comment string) (KeyPair, error) {
+	if r == nil {
+		r = rand.Reader
+	}
 	pub, priv, err := ed25519.GenerateKey(r)
 	if err != nil {
 		return KeyPair{}, fmt.Errorf("ed25519: %w", err)
@@ -120,9 +123,13 @@ func NewKeyPair(r io.Reader, comment string) (KeyPair, error) {
 	}, nil
 }
 
-// NewPassword returns PasswordLength random characters from r with at least
-// one lower-case letter, upper-case letter, digit and symbol.
+// NewPassword returns PasswordLength random characters from r
+// (crypto/rand.Reader when nil) with at least one lower-case letter,
+// upper-case letter, digit and symbol.
 func NewPassword(r io.Reader) (string, error) {
+	if r == nil {
+		r = rand.Reader
+	}
 	max := big.NewInt(int64(len(charset)))
 	for {
 		b := make([]byte, PasswordLength)

@@ -25,12 +25,12 @@ type Access struct {
 }
 
 // String describes the access without secrets.
-func (a *Access) String() string {
+func (a Access) String() string {
 	return fmt.Sprintf("%s@:%d via %s (host key %s)", a.Username, a.Port, a.Transport, a.HostKeys)
 }
 
 // GoString keeps %#v from printing secrets.
-func (a *Access) GoString() string { return "&kube.Access{" + a.String() + "}" }
+func (a Access) GoString() string { return "kube.Access{" + a.String() + "}" }
 
 // Target returns the transport target for the guest at host.
 func (a *Access) Target(host string) *pluginv1.Target {

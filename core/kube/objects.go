@@ -254,3 +254,12 @@ func resourceList(m map[string]resource.Quantity) corev1.ResourceList {
 	}
 	return out
 }
+
+// String names the job's objects; it never prints first-boot data or
+// credentials (both hold private keys).
+func (j Job) String() string {
+	return fmt.Sprintf("job %s/%s (secret %s, os %s, transport %s)", j.Namespace, j.Names.VMI, j.Names.Secret, j.OSPlugin, j.Transport)
+}
+
+// GoString keeps %#v from printing secrets.
+func (j Job) GoString() string { return "kube.Job{" + j.String() + "}" }
