@@ -117,11 +117,11 @@ func TestGCDeletesExactlyExpiredAndOrphaned(t *testing.T) {
 		wantLeft    []string
 	}{
 		{
-			name:      "dry run deletes nothing",
-			opts:      kube.GCOptions{DryRun: true, PageSize: 1},
-			wantItems: []string{"secret/runner-1-1-credentials", "secret/runner-1-3-credentials", "vmi/runner-1-1"},
+			name:        "dry run deletes nothing",
+			opts:        kube.GCOptions{DryRun: true, PageSize: 1},
+			wantItems:   []string{"secret/runner-1-1-credentials", "secret/runner-1-3-credentials", "vmi/runner-1-1"},
 			wantReasons: []string{"expired at", "its VMI runner-1-1 expired", "its VMI runner-1-3 no longer exists"},
-			wantLeft:  all,
+			wantLeft:    all,
 		},
 		{
 			name:      "real run, young never-owned secret kept",

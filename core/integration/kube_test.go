@@ -216,8 +216,10 @@ func TestWaitRunningFollowsStatus(t *testing.T) {
 			wantIP: "10.0.0.7", wantNodes: []string{"node-a"},
 		},
 		{
-			name:    "failed",
-			steps:   []statusStep{phase(kubevirtv1.Scheduled, "node-b", ""), func(s *kubevirtv1.VirtualMachineInstanceStatus) { s.Phase, s.Reason = kubevirtv1.Failed, "ErrImagePull" }},
+			name: "failed",
+			steps: []statusStep{phase(kubevirtv1.Scheduled, "node-b", ""), func(s *kubevirtv1.VirtualMachineInstanceStatus) {
+				s.Phase, s.Reason = kubevirtv1.Failed, "ErrImagePull"
+			}},
 			wantErr: "phase Failed: ErrImagePull", wantNodes: []string{"node-b"},
 		},
 		{

@@ -166,8 +166,8 @@ func TestReadJob(t *testing.T) {
 			wantErr: []string{`CI_RUNNER_ID "r1"`, `CI_PROJECT_ID "p"`, `CI_JOB_TIMEOUT "1h": must be a positive number of seconds`},
 		},
 		{
-			name: "prefix-less variables are ignored",
-			env:  FromMap(map[string]string{"CI_RUNNER_ID": "1", "CI_JOB_ID": "2"}),
+			name:    "prefix-less variables are ignored",
+			env:     FromMap(map[string]string{"CI_RUNNER_ID": "1", "CI_JOB_ID": "2"}),
 			wantErr: []string{`CI_RUNNER_ID ""`},
 		},
 	}
