@@ -45,6 +45,10 @@ type Binaries struct {
 }
 
 func binariesIn(dir string) (Binaries, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return Binaries{}, fmt.Errorf("binaries dir: %w", err)
+	}
 	b := Binaries{
 		Dir:       dir,
 		Etcd:      filepath.Join(dir, "etcd"),

@@ -17,7 +17,7 @@
 // # Binaries
 //
 // The etcd and kube-apiserver binaries are built from the Go module proxy by
-// hack/kube-binaries.sh (about 6.5 minutes cold on 2 cores, then cached).
+// hack/kube-binaries.sh (5 to 7.5 minutes cold on 2 cores, then cached).
 // [Start] looks for them in [Options.BinariesDir], then in $KUBE_BINARIES_DIR,
 // then in the script's cache directory, and runs the script when they are
 // missing (unless [Options.NoBuild] is set, in which case it fails with the

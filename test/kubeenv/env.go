@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -28,10 +27,15 @@ const (
 	// serviceAccountIssuer is the iss claim of ServiceAccount tokens.
 	serviceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
 
+	portAttempts        = 3
 	defaultStartTimeout = 60 * time.Second
 	stopGrace           = 10 * time.Second
 	logTailLines        = 40
 )
+
+// errPortInUse marks a start that failed because a port picked as free was
+// taken before the child bound it.
+var errPortInUse = errors.New("port already in use")
 
 // Options configures [Start]. The zero value is ready to use.
 type Options struct {
@@ -87,6 +91,20 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Ports are picked free, then released for the children to bind, so
+	// another process can win one in between: retry with fresh ports.
+	for attempt := 1; ; attempt++ {
+		e, err := startOnce(ctx, opts, bins)
+		if err == nil {
+			return e, nil
+		}
+		if !errors.Is(err, errPortInUse) || attempt == portAttempts {
+			return nil, err
+		}
+	}
+}
+
+func startOnce(ctx context.Context, opts Options, bins Binaries) (*Env, error) {
 	dir, err := os.MkdirTemp(opts.TempDir, "kubeenv-")
 	if err != nil {
 		return nil, fmt.Errorf("create working dir: %w", err)
@@ -223,8 +241,13 @@ func (e *Env) waitReady(ctx context.Context, p *process, url string, tlsConfig *
 		last = err
 		select {
 		case <-p.done:
+			tail := p.tail(logTailLines)
+			err := p.exitError()
+			if strings.Contains(tail, "address already in use") {
+				err = errors.Join(errPortInUse, err)
+			}
 			return fmt.Errorf("%s did not become ready: %w\n--- last lines of %s ---\n%s",
-				p.name, p.exitError(), p.logPath, p.tail(logTailLines))
+				p.name, err, p.logPath, tail)
 		case <-ctx.Done():
 			return fmt.Errorf("%s did not become ready (%w; last probe: %v)\n--- last lines of %s ---\n%s",
 				p.name, ctx.Err(), last, p.logPath, p.tail(logTailLines))
@@ -293,17 +316,14 @@ func (e *Env) EtcdLog() string { return filepath.Join(e.dir, "etcd.log") }
 // Binaries returns the binaries the environment runs.
 func (e *Env) Binaries() Binaries { return e.bins }
 
-// StopAPIServer stops kube-apiserver gracefully (SIGTERM, SIGKILL after 10s
-// or when ctx ends) and leaves etcd running, so [Env.StartAPIServer] can
-// bring the same cluster back. Clients see connection refused meanwhile.
+// StopAPIServer stops kube-apiserver gracefully (SIGTERM to its process
+// group, SIGKILL after 10s or when ctx ends) and leaves etcd running, so
+// [Env.StartAPIServer] can bring the same cluster back. Clients see
+// connection refused meanwhile.
 func (e *Env) StopAPIServer(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	grace := stopGrace
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < grace {
-		grace = max(time.Until(dl), 0)
-	}
-	if err := e.apiserver.stop(syscall.SIGTERM, grace); err != nil {
+	if err := e.apiserver.stop(ctx, stopGrace); err != nil {
 		return fmt.Errorf("stop kube-apiserver: %w", err)
 	}
 	return nil
@@ -314,7 +334,7 @@ func (e *Env) StopAPIServer(ctx context.Context) error {
 func (e *Env) KillAPIServer() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.apiserver.stop(syscall.SIGKILL, 0); err != nil {
+	if err := e.apiserver.stop(context.Background(), 0); err != nil {
 		return fmt.Errorf("kill kube-apiserver: %w", err)
 	}
 	return nil
@@ -364,7 +384,7 @@ func (e *Env) Stop() error {
 		if p == nil {
 			continue
 		}
-		if err := p.stop(syscall.SIGTERM, stopGrace); err != nil {
+		if err := p.stop(context.Background(), stopGrace); err != nil {
 			errs = append(errs, err)
 		}
 	}

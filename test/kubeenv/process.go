@@ -2,6 +2,7 @@ package kubeenv
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -71,32 +72,34 @@ func (p *process) exitError() error {
 	return fmt.Errorf("%s exited: %w", p.name, p.err)
 }
 
-// stop sends sig to the process group, then SIGKILL after grace (or at once
-// when grace is zero), and waits for the process to exit.
-func (p *process) stop(sig syscall.Signal, grace time.Duration) error {
+// stop sends SIGTERM to the process group, then SIGKILL when grace passes or
+// ctx ends (at once when grace is zero), and waits for the process to exit.
+func (p *process) stop(ctx context.Context, grace time.Duration) error {
 	if !p.running() {
 		return nil
 	}
-	if err := signalGroup(p.cmd.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("signal %s: %w", p.name, err)
-	}
-	if sig != syscall.SIGKILL {
+	pid := p.cmd.Process.Pid
+	if grace > 0 {
+		if err := signalGroup(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("signal %s: %w", p.name, err)
+		}
 		t := time.NewTimer(grace)
 		defer t.Stop()
 		select {
 		case <-p.done:
 			return nil
 		case <-t.C:
+		case <-ctx.Done():
 		}
-		if err := signalGroup(p.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("kill %s: %w", p.name, err)
-		}
+	}
+	if err := signalGroup(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill %s: %w", p.name, err)
 	}
 	select {
 	case <-p.done:
 		return nil
 	case <-time.After(30 * time.Second):
-		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.name, p.cmd.Process.Pid)
+		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.name, pid)
 	}
 }
 
