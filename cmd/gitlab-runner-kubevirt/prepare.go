@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -213,15 +212,16 @@ func (f *prepareFlags) options() (stages.PrepareOptions, error) {
 	if f.timeout <= 0 {
 		collect(inputerr.New("--timeout", f.timeout.String(), "must be positive"))
 	}
-	collect(naming.ValidatePrefix("--name-prefix", f.kube.prefix))
-	return stages.PrepareOptions{
+	opts := stages.PrepareOptions{
 		Defaults: d, Policy: p, NamePrefix: f.kube.prefix,
 		Shell: f.shell, OSPlugin: f.osPlugin, TransportPlugin: f.transportPlugin,
 		OSOptions: osOpts, TransportOptions: trOpts,
 		Username: f.sshUser, Port: f.sshPort, Timezone: f.timezone,
 		NodeSelector: nodeSel, Tolerations: tols, PriorityClassName: f.priorityClass,
 		Timeout: f.timeout,
-	}, errors.Join(errs...)
+	}
+	collect(opts.Validate())
+	return opts, errors.Join(errs...)
 }
 
 // keyValues parses repeated key=value flags. secret values are never
@@ -339,25 +339,42 @@ func flagError(_ *cobra.Command, err error) error {
 	return stageExit(stages.SystemFailure(err))
 }
 
-// hostPlugins adapts the plugin host to the plugins a stage asks for.
-type hostPlugins struct{ host *pluginhost.Host }
+// hostPlugins adapts the plugin host to the plugins a stage asks for. The
+// host is made on first use, so a stage that fails validation never looks
+// at the plugin directory.
+type hostPlugins struct {
+	g    *globalOptions
+	host *pluginhost.Host
+}
 
 // openPlugins returns the stage's plugin source: plugins are started on
 // first use from the plugin directory and its plugins.lock.
 func openPlugins(g *globalOptions) (stages.Plugins, error) {
-	dir, err := pluginhost.ResolveDir(g.pluginDir)
+	return &hostPlugins{g: g}, nil
+}
+
+func (h *hostPlugins) get() (*pluginhost.Host, error) {
+	if h.host != nil {
+		return h.host, nil
+	}
+	dir, err := pluginhost.ResolveDir(h.g.pluginDir)
 	if err != nil {
 		return nil, err
 	}
-	host, err := pluginhost.New(pluginhost.Options{Dir: dir.Path, PluginLogLevel: g.logLevel})
+	host, err := pluginhost.New(pluginhost.Options{Dir: dir.Path, PluginLogLevel: h.g.logLevel})
 	if err != nil {
 		return nil, err
 	}
-	return &hostPlugins{host: host}, nil
+	h.host = host
+	return host, nil
 }
 
 func (h *hostPlugins) OS(ctx context.Context, name string) (pluginapi.OSPlugin, error) {
-	p, err := h.host.OpenByName(ctx, pluginhost.KindOS, name)
+	host, err := h.get()
+	if err != nil {
+		return nil, err
+	}
+	p, err := host.OpenByName(ctx, pluginhost.KindOS, name)
 	if err != nil {
 		return nil, err
 	}
@@ -365,7 +382,11 @@ func (h *hostPlugins) OS(ctx context.Context, name string) (pluginapi.OSPlugin, 
 }
 
 func (h *hostPlugins) OSForShell(ctx context.Context, shell string) (pluginapi.OSPlugin, error) {
-	p, err := h.host.OpenForShell(ctx, shell)
+	host, err := h.get()
+	if err != nil {
+		return nil, err
+	}
+	p, err := host.OpenForShell(ctx, shell)
 	if err != nil {
 		return nil, err
 	}
@@ -373,11 +394,20 @@ func (h *hostPlugins) OSForShell(ctx context.Context, shell string) (pluginapi.O
 }
 
 func (h *hostPlugins) Transport(ctx context.Context, name string) (pluginapi.TransportPlugin, error) {
-	p, err := h.host.OpenByName(ctx, pluginhost.KindTransport, name)
+	host, err := h.get()
 	if err != nil {
-		return nil, fmt.Errorf("transport plugin %s: %w", name, err)
+		return nil, err
+	}
+	p, err := host.OpenByName(ctx, pluginhost.KindTransport, name)
+	if err != nil {
+		return nil, err
 	}
 	return p.Transport()
 }
 
-func (h *hostPlugins) Close() { h.host.Close() }
+// Close ends every plugin started.
+func (h *hostPlugins) Close() {
+	if h.host != nil {
+		h.host.Close()
+	}
+}

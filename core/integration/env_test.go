@@ -2,7 +2,10 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,11 +16,29 @@ import (
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/kubeenv"
 )
 
-// env is the control plane shared by the tests of this package.
-var env *kubeenv.Env
+// env is the control plane shared by the tests of this package, and
+// binary the executor built from cmd/gitlab-runner-kubevirt; both are set
+// once in TestMain.
+var (
+	env    *kubeenv.Env
+	binary string
+)
 
 func TestMain(m *testing.M) {
-	os.Exit(kubeenv.RunMain(m, kubeenv.Options{}, func(e *kubeenv.Env) { env = e }))
+	dir, err := os.MkdirTemp("", "gitlab-runner-kubevirt-it-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "gitlab-runner-kubevirt")
+	build := exec.Command("go", "build", "-o", binary, "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/cmd/gitlab-runner-kubevirt")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build the executor: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := kubeenv.RunMain(m, kubeenv.Options{}, func(e *kubeenv.Env) { env = e })
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // serviceAccount is the ServiceAccount deploy/rbac.yaml binds the Role to.

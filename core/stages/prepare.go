@@ -65,8 +65,8 @@ type PrepareOptions struct {
 	Now func() time.Time
 }
 
-// validate checks the options that do not depend on the job.
-func (o *PrepareOptions) validate() error {
+// Validate checks the options that do not depend on the job (runner flags).
+func (o *PrepareOptions) Validate() error {
 	var errs []error
 	if !usernameRE.MatchString(o.Username) {
 		errs = append(errs, inputerr.New("--ssh-user", o.Username, "must match %s", usernameRE))
@@ -111,7 +111,7 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	// 1. Validate all input. Nothing has been created yet.
 	job, jobErr := jobenv.ReadJob(lookup)
 	req, reqErr := jobenv.ReadVMRequest(lookup)
-	if err := errors.Join(opts.validate(), jobErr, reqErr); err != nil {
+	if err := errors.Join(opts.Validate(), jobErr, reqErr); err != nil {
 		return SystemFailure(err)
 	}
 	vm, err := policy.Resolve(opts.Defaults, req, opts.Policy)
