@@ -1,0 +1,45 @@
+// Package standin is a VMI stand-in for tests and demos: a small controller
+// that plays KubeVirt's virt-controller and virt-handler against a real API
+// server (see package kubeenv), without virtualisation.
+//
+// It watches the VirtualMachineInstances of one namespace and drives every
+// new VMI the way KubeVirt reports a booting VM:
+//
+//	Pending -> Scheduling -> Scheduled (status.nodeName) -> Running
+//
+// with status.interfaces[0].ipAddress set to a loopback address of its own
+// (127.x.y.z, unique while the VMI exists), the conditions PodScheduled=True
+// and Ready=True, and guestOSInfo describing the host. The VMI CRD has no
+// status subresource, so status is written with a plain update of the whole
+// object, as virt-controller does.
+//
+// Before it reports Running, the stand-in does what the guest's cloud-init
+// would do with the first-boot data: it reads the Secret named by the VMI's
+// cloudInitNoCloud (or cloudInitConfigDrive) volume (key "userdata", or the
+// inline userData), parses the #cloud-config document and starts a real
+// OpenSSH sshd (package sshd) on <ip>:22 that serves the host key from
+// ssh_keys.ed25519_private and accepts the keys of
+// users[0].ssh_authorized_keys for the login users[0].name. That login must
+// be an account of the host (tests run prepare with --ssh-user set to the
+// current user, root in CI); otherwise the VMI fails with a reason that says
+// so. Commands run over SSH therefore run on the host, as that user.
+//
+// Like KubeVirt, the stand-in puts a finalizer on each VMI it drives. When a
+// VMI is deleted it stops the VMI's sshd (killing every session process, as
+// a powered-off guest would), releases the address and removes the
+// finalizer, so the VMI disappears only after its "guest" is gone.
+//
+// Tests choose a [Behaviour] per VMI with [Options.Behaviour]: fail
+// ([Fail]), stay unschedulable ([Unschedulable]), run late ([DelayRunning]),
+// boot sshd late ([DelaySSH]), or run without an address ([NoIP]). Fault
+// tests reach a VMI's sshd with [Controller.SSHD] to Kill or Pause it.
+//
+// Watch expiry and API server restarts are handled by client-go's informer
+// (list, then watch, re-list on "resource version too old").
+//
+// Use:
+//
+//	c, err := standin.Start(ctx, standin.Options{Config: env.AdminConfig(), Namespace: ns})
+//	if err != nil { ... }
+//	defer c.Stop()
+package standin
