@@ -87,6 +87,13 @@ SIGTERM, whatever was created is deleted.`,
 			return stageExit(stages.Prepare(cmd.Context(), jobenv.OS(), clients, plugins, opts, cmd.OutOrStdout()))
 		},
 	}
+	f.register(cmd)
+	cmd.SetFlagErrorFunc(flagError)
+	return cmd
+}
+
+// register binds prepare's flags to f.
+func (f *prepareFlags) register(cmd *cobra.Command) {
 	f.kube.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&f.image, "default-image", "", "containerDisk image of jobs that set no image (required)")
@@ -120,8 +127,6 @@ SIGTERM, whatever was created is deleted.`,
 	fl.StringArrayVar(&f.tolerations, "toleration", nil, "toleration key[=value][:Effect] (repeatable; without value: operator Exists)")
 	fl.StringVar(&f.priorityClass, "priority-class", "", "priorityClassName of the VMs")
 	fl.DurationVar(&f.timeout, "timeout", stages.DefaultPrepareTimeout, "bound of the whole stage")
-	cmd.SetFlagErrorFunc(flagError)
-	return cmd
 }
 
 // options parses and validates every flag, reporting all problems at once.
@@ -155,9 +160,16 @@ func (f *prepareFlags) options() (stages.PrepareOptions, error) {
 		StorageLimit:    quantity("--default-storage-limit", f.storageLim),
 	}
 	var err error
-	if f.image != "" {
+	if f.image == "" {
+		collect(inputerr.New(policy.FlagDefaultImage, "", "is required: the containerDisk image of jobs that set no image"))
+	} else {
 		_, err = jobenv.ParseImage(policy.FlagDefaultImage, f.image)
 		collect(err)
+	}
+	switch f.pullPolicy {
+	case "", "Always", "IfNotPresent", "Never":
+	default:
+		collect(inputerr.New(policy.FlagDefaultPullPolicy, f.pullPolicy, "must be Always, IfNotPresent or Never"))
 	}
 	if d.MachineType, err = jobenv.ParseMachineType(policy.FlagDefaultMachineType, f.machineType); err != nil {
 		collect(err)
