@@ -173,7 +173,7 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	if err != nil {
 		return SystemFailure(err)
 	}
-	fmt.Fprintf(out, "Preparing VM %s/%s: %s\n", clients.Namespace, names.VMI, vm)
+	fmt.Fprintf(out, "Preparing VM %s/%s with os plugin %s and transport %s: %s\n", clients.Namespace, names.VMI, info.GetName(), opts.TransportPlugin, vm)
 
 	// 3. Create; from here on, failure removes what exists.
 	defer func() {
@@ -217,13 +217,13 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	logf("VM reachable over %s at %s:%d (%d attempts)", opts.TransportPlugin, st.IP, opts.Port, attempts)
 
 	if cmd := boot.GetRecipe().GetReadinessCommand(); cmd != "" {
-		fmt.Fprintf(out, "Waiting for first-boot configuration: %s\n", cmd)
+		fmt.Fprintf(out, "Waiting for first-boot configuration: %s\n", firstLine(cmd))
 		exit, err := transport.Exec(ctx, &pluginv1.ExecStart{Target: target, Command: cmd}, pluginapi.ExecIO{Stdout: out, Stderr: out})
 		if err != nil {
 			return SystemFailure(fmt.Errorf("run readiness command on VM %s: %s", names.VMI, pluginapi.ErrorMessage(err)))
 		}
 		if exit.GetDisconnected() || exit.GetSignal() != "" || exit.GetCode() != 0 {
-			return SystemFailure(fmt.Errorf("readiness command %q on VM %s did not succeed: %s", cmd, names.VMI, describeExit(exit)))
+			return SystemFailure(fmt.Errorf("readiness command %q on VM %s did not succeed: %s", firstLine(cmd), names.VMI, describeExit(exit)))
 		}
 	}
 	logf("VM %s ready", names.VMI)
@@ -288,4 +288,12 @@ func describeExit(e *pluginv1.ExecExit) string {
 		s += " (" + m + ")"
 	}
 	return s
+}
+
+// firstLine shortens a multi-line command for the job log.
+func firstLine(cmd string) string {
+	if line, _, more := strings.Cut(cmd, "\n"); more {
+		return line + " ..."
+	}
+	return cmd
 }
