@@ -41,12 +41,31 @@ func newHarness(path string, kind pluginv1.Kind, env []string, startTimeout, cal
 	if callTimeout <= 0 {
 		callTimeout = DefaultCallTimeout
 	}
-	// Ask for every log line, so that debug logging is checked too.
-	hasLevel := slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, pluginapi.LogLevelEnv+"=") })
-	if !hasLevel {
-		env = append(slices.Clone(env), pluginapi.LogLevelEnv+"=trace")
+	return &harness{path: path, kind: kind, env: pluginEnv(env), startTimeout: startTimeout, callTimeout: callTimeout, info: &pluginv1.PluginInfo{}}
+}
+
+// defaultPath is the PATH the core gives plugins when it has none itself.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// pluginEnv is what the core passes a plugin, PATH and the log level, plus
+// env. The log level is trace unless env sets one, so that debug logging
+// is checked for secrets too.
+func pluginEnv(env []string) []string {
+	has := func(key string) bool {
+		return slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, key+"=") })
 	}
-	return &harness{path: path, kind: kind, env: env, startTimeout: startTimeout, callTimeout: callTimeout, info: &pluginv1.PluginInfo{}}
+	var out []string
+	if !has("PATH") {
+		path := os.Getenv("PATH")
+		if path == "" {
+			path = defaultPath
+		}
+		out = append(out, "PATH="+path)
+	}
+	if !has(pluginapi.LogLevelEnv) {
+		out = append(out, pluginapi.LogLevelEnv+"=trace")
+	}
+	return append(out, env...)
 }
 
 // ctx returns a context for one call, bounded by the call timeout.

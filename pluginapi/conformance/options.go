@@ -17,9 +17,10 @@ const DefaultWrongHostKeyTimeout = 5 * time.Second
 
 // OSOptions configures TestOSPlugin.
 type OSOptions struct {
-	// Env is the plugin's whole environment (see pluginapi.LaunchOptions).
-	// The kit adds GITLAB_RUNNER_KUBEVIRT_PLUGIN_LOG_LEVEL=trace unless Env
-	// sets it, so that debug logging is checked for secrets too.
+	// Env is added to the plugin's environment. Like the core, the kit
+	// passes nothing of its own environment but PATH; it also sets
+	// GITLAB_RUNNER_KUBEVIRT_PLUGIN_LOG_LEVEL=trace, so that debug logging
+	// is checked for secrets too. Env may override both.
 	Env []string
 	// Request adjusts the valid request the kit renders, e.g. to set the
 	// Options or the Timezone the plugin needs. It gets a fresh request for
@@ -45,7 +46,7 @@ type OSOptions struct {
 
 // TransportOptions configures TestTransportPlugin.
 type TransportOptions struct {
-	// Env is the plugin's whole environment; see OSOptions.Env.
+	// Env is added to the plugin's environment; see OSOptions.Env.
 	Env []string
 	// Target returns a guest the transport can reach: it accepts a login
 	// with the target's credentials and presents one of its HostKeys.
