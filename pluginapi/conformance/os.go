@@ -121,8 +121,8 @@ func (k *osKit) testValid(t *testing.T) {
 	if !strings.Contains(r.GetCommand(), "{script}") {
 		t.Errorf("recipe command %q does not contain {script}", r.GetCommand())
 	}
-	if ext := r.GetScriptExtension(); len(ext) < 2 || ext[0] != '.' || strings.ContainsAny(ext, `/\ `) {
-		t.Errorf("recipe script_extension %q: must be a dot and a name, like .sh or .ps1", ext)
+	if ext := r.GetScriptExtension(); !scriptExtension.MatchString(ext) {
+		t.Errorf("recipe script_extension %q: must match %s, like .sh or .ps1", ext, scriptExtension)
 	}
 	if !slices.Contains(k.h.info.GetShells(), r.GetShell()) {
 		t.Errorf("recipe shell %q is not among the shells GetInfo declares %v", r.GetShell(), k.h.info.GetShells())
@@ -130,13 +130,17 @@ func (k *osKit) testValid(t *testing.T) {
 	if r.GetTempDir() == "" {
 		t.Error("recipe temp_dir is empty")
 	}
-	if sep := r.GetPathSeparator(); sep != "/" && sep != `\` {
-		t.Errorf(`recipe path_separator %q: must be "/" or "\"`, sep)
+	if sep := r.GetPathSeparator(); sep != "" && sep != "/" && sep != `\` {
+		t.Errorf(`recipe path_separator %q: must be "/" or "\" (empty means "/")`, sep)
 	}
 	if k.opts.Check != nil {
 		k.opts.Check(t, req, resp)
 	}
 }
+
+// scriptExtension is the rule the core applies to a recipe's
+// script_extension (the script's file name is built from it).
+var scriptExtension = regexp.MustCompile(`^\.[a-z0-9]{1,8}$`)
 
 // cryptHash matches crypt(3) hashes (MD5, bcrypt, SHA-256/512, yescrypt,
 // scrypt), whose salts differ on every render.
