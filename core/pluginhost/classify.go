@@ -32,7 +32,7 @@ const notPluginHint = "if it is not a gitlab-runner-kubevirt plugin, remove it f
 // Status it means and advice.
 func classifyLaunch(path string, err error, timeout time.Duration) error {
 	msg := err.Error()
-	e := &Error{File: path, Err: err}
+	e := &Error{File: path, Err: withoutPrefix(err, "launch plugin "+path+": ")}
 	switch {
 	case errors.Is(err, ErrClosed):
 		return err
@@ -47,19 +47,19 @@ func classifyLaunch(path string, err error, timeout time.Duration) error {
 		e.Hint = "the file (or the interpreter named on its #! line) does not exist; reinstall it"
 	case strings.Contains(msg, msgIncompatible):
 		e.Status = StatusAPIUnsupported
-		e.Err = fmt.Errorf("it serves no plugin API version this gitlab-runner-kubevirt speaks (%v): %w", supportedAPIVersions(), err)
+		e.Err = fmt.Errorf("it serves no plugin API version this gitlab-runner-kubevirt speaks (%v): %w", supportedAPIVersions(), e.Err)
 		e.Hint = fmt.Sprintf("install a build of the plugin for plugin API %v, or upgrade gitlab-runner-kubevirt", supportedAPIVersions())
 	case strings.Contains(msg, msgStdout):
 		e.Status = StatusNotAPlugin
 		e.Hint = notPluginHint
 	case strings.Contains(msg, msgTimeout):
 		e.Status = StatusNotAPlugin
-		e.Err = fmt.Errorf("it did not complete the go-plugin handshake within %s: %w", timeout, err)
+		e.Err = fmt.Errorf("it did not complete the go-plugin handshake within %s: %w", timeout, e.Err)
 		e.Hint = "it is not a gitlab-runner-kubevirt plugin (remove it from the plugin directory), or it starts too slowly (raise --start-timeout)"
 	case strings.Contains(msg, msgExitedEarly), strings.Contains(msg, msgExitedSilently):
 		e.Status = StatusNotAPlugin
 		if strings.Contains(msg, msgExitedEarly) {
-			e.Err = fmt.Errorf("it exited before the go-plugin handshake: %w", err)
+			e.Err = fmt.Errorf("it exited before the go-plugin handshake: %w", e.Err)
 		}
 		e.Hint = notPluginHint
 	case strings.Contains(msg, msgUnrecognized), strings.Contains(msg, msgCoreProtocol), strings.Contains(msg, msgCoreParse):
@@ -73,4 +73,25 @@ func classifyLaunch(path string, err error, timeout time.Duration) error {
 		e.Hint = "see the log lines above"
 	}
 	return e
+}
+
+// prefixTrimmed is an error whose message drops a prefix that repeats what
+// the enclosing *Error already says (the plugin's path).
+type prefixTrimmed struct {
+	msg string
+	err error
+}
+
+// Error returns the trimmed message.
+func (e prefixTrimmed) Error() string { return e.msg }
+
+// Unwrap returns the original error.
+func (e prefixTrimmed) Unwrap() error { return e.err }
+
+// withoutPrefix returns err with prefix cut from its message, if present.
+func withoutPrefix(err error, prefix string) error {
+	if msg, ok := strings.CutPrefix(err.Error(), prefix); ok {
+		return prefixTrimmed{msg: msg, err: err}
+	}
+	return err
 }

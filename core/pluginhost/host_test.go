@@ -145,7 +145,7 @@ func TestOpenRefusesBrokenPlugins(t *testing.T) {
 		wantStatus Status
 		want       []string
 	}{
-		{name: "shell script that sleeps", script: "#!/bin/sh\nsleep 987654\n", wantStatus: StatusNotAPlugin,
+		{name: "shell script that sleeps", script: sleeperScript(), wantStatus: StatusNotAPlugin,
 			want: []string{"did not complete the go-plugin handshake within 3s", "not a gitlab-runner-kubevirt plugin"}},
 		{name: "program that exits", script: "#!/bin/sh\necho 'usage: foo' >&2\nexit 2\n", wantStatus: StatusNotAPlugin,
 			want: []string{"exited before the go-plugin handshake", "remove it from the plugin directory"}},
@@ -177,7 +177,7 @@ func TestOpenRefusesBrokenPlugins(t *testing.T) {
 				t.Errorf("status = %s, want %s (error: %v)", got, tt.wantStatus, err)
 			}
 			containsAll(t, "error", err.Error(), append(tt.want, path)...)
-			assertNoLeftovers(t, "987654", path)
+			assertNoLeftovers(t, sleeperMarker(), path)
 		})
 	}
 }
@@ -293,13 +293,11 @@ func TestPluginEnvironment(t *testing.T) {
 	t.Setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
 	dir := t.TempDir()
 	install(t, dir, "os", "test-os")
-	logs := &syncBuffer{}
 	h, err := New(Options{Dir: dir, StartTimeout: startTimeout, PluginLogLevel: "debug"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	_ = logs
 	lockDir(t, h)
 	p, err := h.OpenByName(context.Background(), KindOS, "test-os")
 	if err != nil {
@@ -419,7 +417,7 @@ func TestInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	badName := writeScript(t, dir, "Bad_Name", "#!/bin/sh\n")
-	sleeper := writeScript(t, dir, "sleeper", "#!/bin/sh\nsleep 987654\n")
+	sleeper := writeScript(t, dir, "sleeper", sleeperScript())
 	api99 := install(t, dir, "api99", "test-api99")
 	if err := os.WriteFile(filepath.Join(dir, "README"), []byte("not a plugin, ignored"), 0o755); err != nil {
 		t.Fatal(err)
@@ -475,14 +473,14 @@ func TestInspect(t *testing.T) {
 	if r := byPath[okPath]; r.Kind != KindOS || r.Version != "1.0.0" || !slices.Equal(r.APIVersions, []int{1}) || r.SHA256 != r.LockedSHA256 || len(r.SHA256) != 64 {
 		t.Errorf("ok row lacks GetInfo or sums: %+v", r)
 	}
-	assertNoLeftovers(t, "987654", okPath, changed, newPath, api99, sleeper)
+	assertNoLeftovers(t, sleeperMarker(), okPath, changed, newPath, api99, sleeper)
 }
 
 func TestBuildLock(t *testing.T) {
 	dir := t.TempDir()
 	osPath := install(t, dir, "os", "test-os")
 	trPath := install(t, dir, "transport", "test-transport")
-	bad := writeScript(t, dir, "sleeper", "#!/bin/sh\nsleep 987654\n")
+	bad := writeScript(t, dir, "sleeper", sleeperScript())
 	h, _ := newHost(t, dir, mixedTimeout)
 
 	_, rows, err := h.BuildLock(context.Background(), false)
@@ -515,7 +513,7 @@ func TestBuildLock(t *testing.T) {
 			t.Errorf("plugins[%d] = %+v, want %+v", i, got, want[i])
 		}
 	}
-	assertNoLeftovers(t, "987654", osPath, trPath, bad)
+	assertNoLeftovers(t, sleeperMarker(), osPath, trPath, bad)
 }
 
 func TestCheckHealth(t *testing.T) {

@@ -162,6 +162,7 @@ type fieldError struct {
 	Rule  string
 }
 
+// Error formats as `field "value": rule`, the value cut to a readable length.
 func (f fieldError) Error() string {
 	v := f.Value
 	if len(v) > maxShownValueLn {

@@ -114,6 +114,15 @@ func writeScript(t *testing.T, dir, suffix, content string) string {
 	return p
 }
 
+// sleeperMarker is the command line of the sleep that sleeperScript starts.
+// It holds this test process's pid: others may run these tests at the same
+// time on the same machine, and their sleepers must not count as ours.
+func sleeperMarker() string { return fmt.Sprintf("sleep %d", 900000+os.Getpid()) }
+
+// sleeperScript is a random executable that is no plugin: a shell script
+// whose child (the sleep) keeps the script's stdout open.
+func sleeperScript() string { return "#!/bin/sh\n" + sleeperMarker() + "\n" }
+
 // flipByte changes one byte in the middle of the file at path.
 func flipByte(t *testing.T, path string) {
 	t.Helper()

@@ -89,11 +89,13 @@ type infoCaller struct {
 	impl pluginapi.InfoPlugin
 }
 
+// GetInfo calls the plugin and adds context to errors.
 func (c infoCaller) GetInfo(ctx context.Context) (*pluginv1.PluginInfo, error) {
 	r, err := c.impl.GetInfo(ctx)
 	return r, c.p.callError("GetInfo", err)
 }
 
+// Health calls the plugin and adds context to errors.
 func (c infoCaller) Health(ctx context.Context) (*pluginv1.HealthResponse, error) {
 	r, err := c.impl.Health(ctx)
 	return r, c.p.callError("Health", err)
@@ -104,6 +106,7 @@ type osCaller struct {
 	impl pluginapi.OSPlugin
 }
 
+// Render calls the plugin and adds context to errors.
 func (c osCaller) Render(ctx context.Context, req *pluginv1.RenderRequest) (*pluginv1.RenderResponse, error) {
 	r, err := c.impl.Render(ctx, req)
 	return r, c.p.callError("Render", err)
@@ -114,16 +117,19 @@ type transportCaller struct {
 	impl pluginapi.TransportPlugin
 }
 
+// WaitReady calls the plugin and adds context to errors.
 func (c transportCaller) WaitReady(ctx context.Context, target *pluginv1.Target) (uint32, error) {
 	n, err := c.impl.WaitReady(ctx, target)
 	return n, c.p.callError("WaitReady", err)
 }
 
+// Exec calls the plugin and adds context to errors.
 func (c transportCaller) Exec(ctx context.Context, start *pluginv1.ExecStart, stdio pluginapi.ExecIO) (*pluginv1.ExecExit, error) {
 	r, err := c.impl.Exec(ctx, start, stdio)
 	return r, c.p.callError("Exec", err)
 }
 
+// Upload calls the plugin and adds context to errors.
 func (c transportCaller) Upload(ctx context.Context, header *pluginv1.UploadHeader, content io.Reader) (*pluginv1.UploadResponse, error) {
 	r, err := c.impl.Upload(ctx, header, content)
 	return r, c.p.callError("Upload", err)
