@@ -20,7 +20,8 @@
 //	}
 //
 // A transport plugin also needs a guest to talk to; opts.Target returns it
-// (the project's own tests start a real OpenSSH sshd with test/sshd):
+// (plugins/transport-ssh/conformance_test.go starts a real OpenSSH sshd
+// with test/sshd and logs in as a throwaway non-root account):
 //
 //	func TestConformance(t *testing.T) {
 //		bin := conformance.Build(t, ".", "my-transport")

@@ -6,8 +6,8 @@
 // from [pluginapi.Launch].
 //
 //	func TestRender(t *testing.T) {
-//		os := plugintest.OS(t, myplugin.New())
-//		resp, err := os.Render(t.Context(), &pluginv1.RenderRequest{...})
+//		osp := plugintest.OS(t, myplugin.New())
+//		resp, err := osp.Render(t.Context(), &pluginv1.RenderRequest{...})
 //		...
 //	}
 //
