@@ -155,16 +155,18 @@ type running struct {
 // never receives a signal twice.
 func (r *running) signal(sig string) {
 	var err error
+	via := "kill"
 	if pid := r.pid(); pid > 0 {
 		err = r.kill(sig, pid)
 	} else {
+		via = "ssh-request"
 		err = r.sess.Signal(ssh.Signal(sig))
 	}
 	if err != nil {
-		r.t.log.Warn("could not deliver a signal", "target", r.e.String(), "signal", sig, "error", err)
-	} else {
-		r.t.log.Debug("signal delivered", "target", r.e.String(), "signal", sig)
+		r.t.log.Warn("could not deliver a signal", "target", r.e.String(), "signal", sig, "via", via, "error", err)
+		return
 	}
+	r.t.log.Debug("signal sent", "target", r.e.String(), "signal", sig, "via", via)
 }
 
 // pid returns the remote shell's pid, waiting up to pidWait for the pid

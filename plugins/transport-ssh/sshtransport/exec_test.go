@@ -183,7 +183,7 @@ func TestExecCancelEndsRemoteCommand(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			g := startGuest(t, sshd.Options{}, map[string]string{"kill_grace": tt.killGrace})
-			tr, _ := newTransport(t)
+			tr, logs := newTransport(t)
 			marker := uniqueSleep(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -202,6 +202,11 @@ func TestExecCancelEndsRemoteCommand(t *testing.T) {
 				t.Fatalf("exit after cancel = %v, want signal %s", r.exit, tt.wantSignal)
 			}
 			waitFor(t, "the remote sleep to be gone", func() bool { return len(pgrep(t, "sleep "+marker)) == 0 })
+			// A POSIX shell's pid is known: signals go through kill(1),
+			// which also works for root logins.
+			if !strings.Contains(logs.String(), "signal=TERM via=kill") {
+				t.Fatalf("TERM was not sent with kill(1):\n%s", logs.String())
+			}
 		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
@@ -191,4 +192,13 @@ func (w *notifyWriter) await(t testing.TB, done <-chan result) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("no %q on the output after 30s", w.marker)
 	}
+}
+
+func fingerprintOf(t testing.TB, authorizedKey string) string {
+	t.Helper()
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(authorizedKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ssh.FingerprintSHA256(k)
 }
