@@ -36,6 +36,7 @@ and guest access (SSH) come from plugin binaries.`,
 		newRunCmd(g),
 		newCleanupCmd(),
 		newGCCmd(),
+		newInstallCmd(g),
 	)
 	return root
 }
