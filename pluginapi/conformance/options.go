@@ -1,6 +1,8 @@
 package conformance
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,4 +113,42 @@ func (c Commands) withDefaults() Commands {
 		Alive:    def(c.Alive, "kill -0 {id}"),
 		ReadFile: def(c.ReadFile, "cat {path}"),
 	}
+}
+
+// validate checks the options a caller set; errors name the option, the
+// value and the rule.
+func (o OSOptions) validate() error {
+	return checkDurations(map[string]time.Duration{"OSOptions.StartTimeout": o.StartTimeout, "OSOptions.CallTimeout": o.CallTimeout})
+}
+
+// validate checks the options a caller set; errors name the option, the
+// value and the rule.
+func (o TransportOptions) validate() error {
+	if o.Target == nil {
+		return fmt.Errorf("TransportOptions.Target is nil: it must return a reachable target")
+	}
+	if err := checkDurations(map[string]time.Duration{
+		"TransportOptions.StartTimeout": o.StartTimeout, "TransportOptions.CallTimeout": o.CallTimeout,
+		"TransportOptions.WrongHostKeyTimeout": o.WrongHostKeyTimeout,
+	}); err != nil {
+		return err
+	}
+	for name, p := range map[string]struct{ value, placeholder string }{
+		"TransportOptions.Commands.Alive":    {o.Commands.Alive, "{id}"},
+		"TransportOptions.Commands.ReadFile": {o.Commands.ReadFile, "{path}"},
+	} {
+		if p.value != "" && !strings.Contains(p.value, p.placeholder) {
+			return fmt.Errorf("%s %q: must contain the placeholder %s", name, p.value, p.placeholder)
+		}
+	}
+	return nil
+}
+
+func checkDurations(d map[string]time.Duration) error {
+	for name, v := range d {
+		if v < 0 {
+			return fmt.Errorf("%s %v: must not be negative (zero means the default)", name, v)
+		}
+	}
+	return nil
 }

@@ -19,6 +19,9 @@ import (
 // does and checks that it keeps the contract. Every check is a subtest of t.
 func TestOSPlugin(t *testing.T, binaryPath string, opts OSOptions) {
 	t.Helper()
+	if err := opts.validate(); err != nil {
+		t.Fatalf("conformance: %v", err)
+	}
 	h := newHarness(binaryPath, pluginv1.Kind_KIND_OS, opts.Env, opts.StartTimeout, opts.CallTimeout)
 	k := &osKit{h: h, opts: opts}
 	if !h.runCommon(t) {

@@ -24,8 +24,8 @@ import (
 // guest opts.Target returns. Every check is a subtest of t.
 func TestTransportPlugin(t *testing.T, binaryPath string, opts TransportOptions) {
 	t.Helper()
-	if opts.Target == nil {
-		t.Fatal("conformance: TransportOptions.Target is nil: it must return a reachable target")
+	if err := opts.validate(); err != nil {
+		t.Fatalf("conformance: %v", err)
 	}
 	h := newHarness(binaryPath, pluginv1.Kind_KIND_TRANSPORT, opts.Env, opts.StartTimeout, opts.CallTimeout)
 	k := &transportKit{h: h, opts: opts, cmd: opts.Commands.withDefaults()}
