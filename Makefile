@@ -15,6 +15,7 @@ GO          ?= go
 BIN         := bin
 PLUGIN_DIR  := $(BIN)/plugins
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The core's version; each plugin carries its own semantic version.
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 PLUGINS     := $(notdir $(wildcard plugins/*-*))
 CORE        := $(BIN)/gitlab-runner-kubevirt
@@ -43,7 +44,7 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(CORE) ./cmd/gitlab-runner-kubevirt
 	@for p in $(PLUGINS); do \
 	  echo "$(GO) build -o $(PLUGIN_DIR)/gitlab-runner-kubevirt-plugin-$$p ./plugins/$$p"; \
-	  $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(PLUGIN_DIR)/gitlab-runner-kubevirt-plugin-$$p ./plugins/$$p; \
+	  $(GO) build -trimpath -ldflags '-s -w' -o $(PLUGIN_DIR)/gitlab-runner-kubevirt-plugin-$$p ./plugins/$$p; \
 	done
 	$(CORE) plugins lock --plugin-dir $(PLUGIN_DIR)
 
