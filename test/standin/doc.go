@@ -20,9 +20,12 @@
 // OpenSSH sshd (package sshd) on <ip>:22 that serves the host key from
 // ssh_keys.ed25519_private and accepts the keys of
 // users[0].ssh_authorized_keys for the login users[0].name. That login must
-// be an account of the host (tests run prepare with --ssh-user set to the
-// current user, root in CI); otherwise the VMI fails with a reason that says
-// so. Commands run over SSH therefore run on the host, as that user.
+// be an account of the host, otherwise the VMI fails with a reason that
+// says so. Commands run over SSH therefore run on the host, as that user.
+// [CreateAccount] makes a throwaway account for it (the Linux OS plugin
+// refuses "root", so tests running as root cannot log in as themselves),
+// whose shell also answers `cloud-init status` like a guest whose first boot
+// is done.
 //
 // Like KubeVirt, the stand-in puts a finalizer on each VMI it drives. When a
 // VMI is deleted it stops the VMI's sshd (killing every session process, as

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -433,5 +434,53 @@ func TestStartValidatesOptions(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestAccount logs in to a stand-in guest as a throwaway account and runs
+// the OS plugin's readiness check the way prepare does.
+func TestAccount(t *testing.T) {
+	acct, err := standin.CreateAccount(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := false
+	t.Cleanup(func() {
+		if !removed {
+			if err := acct.Remove(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	f := newFixture(t, env, nil)
+	j := newJob(t, "job-account")
+	j.user = acct.Name
+	f.create(t, j, j.userData(t, true))
+	v := f.waitVMI(t, j.name, "Running", running)
+	c, err := dial(net.JoinHostPort(v.Status.Interfaces[0].IP, "22"), acct.Name, j.client, j.host.AuthorizedKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := output(t, c, "id -un; echo $HOME"); got != acct.Name+"\n"+acct.Home {
+		t.Errorf("id/home %q, want %s and %s", got, acct.Name, acct.Home)
+	}
+	if got := output(t, c, "cloud-init status --wait; echo rc=$?"); got != "status: done\nrc=0" {
+		t.Errorf("cloud-init status --wait said %q, want done with exit 0", got)
+	}
+	if got := output(t, c, "cloud-init status --long | head -2"); got != "status: done\nextended_status: done" {
+		t.Errorf("cloud-init status --long said %q", got)
+	}
+
+	if err := f.virt.KubevirtV1().VirtualMachineInstances(f.ns).Delete(t.Context(), j.name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitGone(t, j.name)
+	if err := acct.Remove(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	removed = true
+	if _, err := os.Stat(acct.Home); !os.IsNotExist(err) {
+		t.Errorf("home %s survived Remove (%v)", acct.Home, err)
 	}
 }
