@@ -8,15 +8,15 @@
 #   e2fsprogs               mkfs.ext4 -d: the root disk without a loop mount
 #   qemu-utils              qemu-img convert -c: the compressed qcow2
 #   qemu-system-x86         qemu-system-x86_64: boots the image (test/qemu)
-#   genisoimage             genisoimage builds the cidata / config-2 seed ISO
-#                           the way KubeVirt does; isoinfo reads it back in tests
-#   util-linux              flock (one build at a time), findmnt
+#   xorriso                 xorrisofs builds the cidata / config-2 seed ISO the
+#                           way KubeVirt's virt-launcher does; tests read it back
+#   util-linux              flock (one build at a time), blkid
 #   openssh-client          ssh-keygen in the image recipe tests
 #   openssh-server          sshd -t checks the guest's sshd drop-in
 #   cloud-init              cloud-init schema checks the guest's cloud.cfg.d
 set -euo pipefail
 packages=(debootstrap debian-archive-keyring e2fsprogs qemu-utils qemu-system-x86
-  genisoimage util-linux openssh-client openssh-server cloud-init)
+  xorriso util-linux openssh-client openssh-server cloud-init)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
