@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/inputerr"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/jobenv"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/kube"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/logging"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/naming"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/pluginhost"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/policy"
@@ -373,7 +375,13 @@ func (h *hostPlugins) get() (*pluginhost.Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	host, err := pluginhost.New(pluginhost.Options{Dir: dir.Path, PluginLogLevel: h.g.logLevel})
+	// Plugin and host messages go to stderr, which gitlab-runner copies
+	// into the job log; --log-level bounds them.
+	log, err := logging.New(os.Stderr, "gitlab-runner-kubevirt", h.g.logLevel, h.g.logFormat)
+	if err != nil {
+		return nil, err
+	}
+	host, err := pluginhost.New(pluginhost.Options{Dir: dir.Path, Logger: log, PluginLogLevel: h.g.logLevel})
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,10 @@ const maxScriptSize = 64 << 20
 // connection.
 const lookBackTimeout = 10 * time.Second
 
+// DefaultKillGrace is how long a cancelled run waits for the script to end
+// after TERM before it sends KILL.
+const DefaultKillGrace = 10 * time.Second
+
 // RunOptions configure the run stage.
 type RunOptions struct {
 	NamePrefix string
@@ -37,6 +41,61 @@ type RunOptions struct {
 	Script string
 	// Stage is the sub-stage name (step_script, after_script, ...).
 	Stage string
+	// KillGrace is how long a cancelled run waits for the remote script
+	// after TERM before KILL (default DefaultKillGrace).
+	KillGrace time.Duration
+}
+
+func (o RunOptions) killGrace() time.Duration {
+	if o.KillGrace <= 0 {
+		return DefaultKillGrace
+	}
+	return o.KillGrace
+}
+
+// lastWait bounds the wait for the exit status after KILL; then the Exec
+// call itself is cancelled.
+const lastWait = 5 * time.Second
+
+// execGracefully runs start and, when ctx ends (SIGTERM from
+// gitlab-runner), ends the remote command in steps while the Exec call
+// still runs: TERM, KILL after grace, and only then cancels the call.
+// Cancelling the call at once would also end the remote command, but the
+// plugin needs time for that, and this process exits (killing the
+// plugin) as soon as Exec returns.
+func execGracefully(ctx context.Context, transport pluginapi.TransportPlugin, start *pluginv1.ExecStart, stdout, stderr io.Writer, grace time.Duration) (*pluginv1.ExecExit, error) {
+	callCtx, cancelCall := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelCall()
+	signals := make(chan string, 2)
+	finished := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for _, step := range []struct {
+			signal string
+			wait   time.Duration
+		}{{"TERM", grace}, {"KILL", lastWait}, {"", 0}} {
+			if step.signal == "" {
+				cancelCall()
+				return
+			}
+			select {
+			case <-finished:
+				return
+			case <-ctx.Done():
+			}
+			signals <- step.signal
+			select {
+			case <-finished:
+				return
+			case <-time.After(step.wait):
+			}
+		}
+	}()
+	exit, err := transport.Exec(callCtx, start, pluginapi.ExecIO{Stdout: stdout, Stderr: stderr, Signals: signals})
+	close(finished)
+	<-stopped
+	return exit, err
 }
 
 // Run runs one script of the job on its VM: one GET of the Secret and the
@@ -99,11 +158,11 @@ func Run(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, plugi
 	}
 
 	command := strings.ReplaceAll(access.Recipe.GetCommand(), "{script}", path)
-	exit, err := transport.Exec(ctx, &pluginv1.ExecStart{Target: target, Command: command},
-		pluginapi.ExecIO{Stdout: stdout, Stderr: stderr})
+	exit, err := execGracefully(ctx, transport, &pluginv1.ExecStart{Target: target, Command: command},
+		stdout, stderr, opts.killGrace())
 	switch {
 	case ctx.Err() != nil:
-		return SystemFailure(fmt.Errorf("run %s cancelled: %w", opts.Stage, ctx.Err()))
+		return SystemFailure(fmt.Errorf("run %s cancelled (%s): %w", opts.Stage, describeExit(exit), ctx.Err()))
 	case err != nil:
 		return SystemFailure(fmt.Errorf("start the %s script on VM %s: %s", opts.Stage, names.VMI, pluginapi.ErrorMessage(err)))
 	case exit.GetDisconnected():
