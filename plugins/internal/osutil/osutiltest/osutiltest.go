@@ -1,0 +1,79 @@
+// Package osutiltest holds test helpers shared by the first-party OS
+// plugins' tests: fresh SSH keys, valid requests and required tools.
+package osutiltest
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+
+	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
+)
+
+// KeyPair is an ed25519 SSH key.
+type KeyPair struct {
+	// PrivatePEM is the private key in OpenSSH PEM format.
+	PrivatePEM []byte
+	// Public is the public key as "ssh-ed25519 <base64>".
+	Public string
+}
+
+// HostKey returns the pair as a RenderRequest host key.
+func (k KeyPair) HostKey() *pluginv1.HostKey {
+	return &pluginv1.HostKey{Type: ssh.KeyAlgoED25519, PrivateKey: k.PrivatePEM, PublicKey: k.Public}
+}
+
+// NewKeyPair generates a fresh ed25519 key pair.
+func NewKeyPair(t testing.TB) KeyPair {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatalf("generate ed25519 key: %v", err)
+	}
+	return FromKey(t, priv)
+}
+
+// FromKey encodes priv (an ed25519.PrivateKey or another key x/crypto/ssh
+// can marshal) as a KeyPair.
+func FromKey(t testing.TB, priv any) KeyPair {
+	t.Helper()
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatalf("marshal private key: %v", err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatalf("signer: %v", err)
+	}
+	return KeyPair{
+		PrivatePEM: pem.EncodeToMemory(block),
+		Public:     strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))),
+	}
+}
+
+// SeedKeyPair returns the ed25519 key pair whose 32-byte seed repeats the
+// byte seed: the same key on every call, for fuzz targets.
+func SeedKeyPair(t testing.TB, seed byte) KeyPair {
+	t.Helper()
+	s := make([]byte, ed25519.SeedSize)
+	for i := range s {
+		s[i] = seed
+	}
+	return FromKey(t, ed25519.NewKeyFromSeed(s))
+}
+
+// RequireTool returns the path of tool, or fails the test (it never skips)
+// naming the Debian package that provides it.
+func RequireTool(t testing.TB, tool, debianPackage string) string {
+	t.Helper()
+	path, err := exec.LookPath(tool)
+	if err != nil {
+		t.Fatalf("%s is not on PATH: these tests need it; install the Debian package %s (apt-get install %s, or hack/install-deps.sh)", tool, debianPackage, debianPackage)
+	}
+	return path
+}
