@@ -5,6 +5,8 @@
 #   make e2e       the lifecycle suite on a real kube-apiserver + etcd
 #   make lint      gofmt, go vet, staticcheck (pinned in tools/go.mod)
 #   make generate  regenerate the plugin contract's Go code from its .proto
+#   make image     build the Debian guest image (cached by recipe hash)
+#   make containerdisk  the guest as a KubeVirt containerDisk archive in dist/
 #   make fuzz      run every fuzz target for FUZZTIME each
 #   make clean
 
@@ -24,6 +26,8 @@ TEST_TIMEOUT ?= 40m
 # Extra modules with their own go.mod (the example third-party plugin).
 EXAMPLE_MODULES := $(patsubst %/go.mod,%,$(wildcard examples/*/go.mod))
 
+# (image and containerdisk are below deps)
+.PHONY: image containerdisk
 .PHONY: all build test e2e unit lint vet staticcheck fmt-check generate generate-check deps kube-binaries fuzz clean help
 
 all: build
@@ -33,6 +37,18 @@ help:
 
 deps:
 	@bash hack/install-deps.sh
+	@bash microvm/install-deps.sh
+
+# The Debian guest image (cached by a hash of its recipe) and its KubeVirt
+# containerDisk archive.
+GUEST     ?= debian-bookworm
+IMAGE_REF ?= registry.example.com/gitlab-runner-kubevirt/$(GUEST):latest
+image: deps
+	bash microvm/build.sh $(GUEST)
+
+containerdisk: image
+	@mkdir -p dist
+	$(GO) run ./microvm/cmd/containerdisk -image-dir "$$(bash microvm/build.sh --print-dir $(GUEST))" -ref $(IMAGE_REF) -tarball dist/$(GUEST)-containerdisk.tar
 
 # The real kube-apiserver and etcd, built from the Go module proxy and cached
 # under the user's cache dir by version (about 6.5 min cold, instant after).

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the build and the tests need. Idempotent: it
-# only calls apt-get when something is missing. Needs root (or sudo).
+# Installs Debian packages the build and the tests need. Idempotent: it only
+# calls apt-get when something is missing. Needs root (or sudo).
 #
+#   hack/install-deps.sh            the packages below (core, plugins, tests)
+#   hack/install-deps.sh PKG...     exactly these (microvm/install-deps.sh)
+#
+# Default packages:
 #   protobuf-compiler  protoc, for `make generate` and the staleness check
 #   openssh-server     a real sshd for the transport and lifecycle tests
 #   openssh-client     ssh/ssh-keygen for tests and benchmarks
 #   cloud-init         `cloud-init schema` validates every rendered user-data
 set -euo pipefail
-packages=(protobuf-compiler openssh-server openssh-client cloud-init)
+if [ $# -gt 0 ]; then
+  packages=("$@")
+else
+  packages=(protobuf-compiler openssh-server openssh-client cloud-init)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,4 +31,5 @@ fi
 echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq "${missing[@]}" >&2
+# Without recommends: qemu-system-x86 would pull in a whole desktop stack.
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

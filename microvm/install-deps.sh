@@ -15,21 +15,5 @@
 #   openssh-server          sshd -t checks the guest's sshd drop-in
 #   cloud-init              cloud-init schema checks the guest's cloud.cfg.d
 set -euo pipefail
-packages=(debootstrap debian-archive-keyring e2fsprogs qemu-utils qemu-system-x86
-  xorriso util-linux openssh-client openssh-server cloud-init)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null || { echo "microvm/install-deps: need root to install: ${missing[*]}" >&2; exit 1; }
-  sudo=sudo
-fi
-echo "microvm/install-deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+exec bash "$(dirname "$0")/../hack/install-deps.sh" debootstrap debian-archive-keyring e2fsprogs qemu-utils \
+  qemu-system-x86 xorriso util-linux openssh-client openssh-server cloud-init
