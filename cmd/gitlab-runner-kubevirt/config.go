@@ -18,10 +18,7 @@ builds and cache directories on the guest, the hostname, the driver and the
 shell. It checks that an OS plugin serves the shell. It needs no cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			plugins, err := openPlugins(g)
-			if err != nil {
-				return stageExit(stages.SystemFailure(err))
-			}
+			plugins := openPlugins(g)
 			defer plugins.Close()
 			opts.Version = version
 			return stageExit(stages.Config(cmd.Context(), jobenv.OS(), plugins, opts, cmd.OutOrStdout()))

@@ -81,10 +81,7 @@ SIGTERM, whatever was created is deleted.`,
 			if err != nil {
 				return stageExit(stages.SystemFailure(err))
 			}
-			plugins, err := openPlugins(g)
-			if err != nil {
-				return stageExit(stages.SystemFailure(err))
-			}
+			plugins := openPlugins(g)
 			defer plugins.Close()
 			return stageExit(stages.Prepare(cmd.Context(), jobenv.OS(), clients, plugins, opts, cmd.OutOrStdout()))
 		},
@@ -363,8 +360,8 @@ type hostPlugins struct {
 
 // openPlugins returns the stage's plugin source: plugins are started on
 // first use from the plugin directory and its plugins.lock.
-func openPlugins(g *globalOptions) (stages.Plugins, error) {
-	return &hostPlugins{g: g}, nil
+func openPlugins(g *globalOptions) stages.Plugins {
+	return &hostPlugins{g: g}
 }
 
 func (h *hostPlugins) get() (*pluginhost.Host, error) {

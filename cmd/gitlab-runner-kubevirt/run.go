@@ -28,10 +28,7 @@ the remote script.`,
 			if err != nil {
 				return stageExit(stages.SystemFailure(err))
 			}
-			plugins, err := openPlugins(g)
-			if err != nil {
-				return stageExit(stages.SystemFailure(err))
-			}
+			plugins := openPlugins(g)
 			defer plugins.Close()
 			opts := stages.RunOptions{NamePrefix: k.prefix, Script: args[0], Stage: args[1]}
 			return stageExit(stages.Run(cmd.Context(), jobenv.OS(), clients, plugins, opts, cmd.OutOrStdout(), cmd.ErrOrStderr()))
