@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -52,14 +53,37 @@ func randomToken(n int) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// newPassword returns a random password that meets common complexity rules
-// (Windows: upper and lower case, digit, symbol; at least 14 characters).
+// Password shape: what the core's credentials package generates today
+// (core/credentials: 32 characters, every class Windows' complexity rules
+// count, no character that needs quoting in shells, YAML or INI). The
+// contract does not fix it, so the kit hands plugins the real thing.
+const (
+	passwordLength  = 32
+	passwordLower   = "abcdefghijkmnopqrstuvwxyz"
+	passwordUpper   = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+	passwordDigit   = "23456789"
+	passwordSymbol  = "-_.+=@"
+	passwordCharset = passwordLower + passwordUpper + passwordDigit + passwordSymbol
+)
+
+// newPassword returns a random password shaped like the core's, with at
+// least one character of each class.
 func newPassword() (string, error) {
-	tok, err := randomToken(18)
-	if err != nil {
-		return "", err
+	for {
+		b := make([]byte, passwordLength)
+		for i := range b {
+			n, err := rand.Int(rand.Reader, big.NewInt(int64(len(passwordCharset))))
+			if err != nil {
+				return "", fmt.Errorf("random password: %w", err)
+			}
+			b[i] = passwordCharset[n.Int64()]
+		}
+		p := string(b)
+		if strings.ContainsAny(p, passwordLower) && strings.ContainsAny(p, passwordUpper) &&
+			strings.ContainsAny(p, passwordDigit) && strings.ContainsAny(p, passwordSymbol) {
+			return p, nil
+		}
 	}
-	return "Cf-" + tok + "9a!", nil
 }
 
 // randomName returns a lower-case name safe in any path or hostname.

@@ -95,3 +95,23 @@ func TestSecretsFindAndRedact(t *testing.T) {
 		}
 	}
 }
+
+func TestNewPasswordShape(t *testing.T) {
+	for range 50 {
+		p, err := newPassword()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p) != passwordLength {
+			t.Fatalf("password has %d characters, want %d", len(p), passwordLength)
+		}
+		for _, class := range []string{passwordLower, passwordUpper, passwordDigit, passwordSymbol} {
+			if !strings.ContainsAny(p, class) {
+				t.Fatalf("password lacks a character of %q", class)
+			}
+		}
+		if strings.Trim(p, passwordCharset) != "" {
+			t.Fatal("password has a character outside the alphabet")
+		}
+	}
+}
