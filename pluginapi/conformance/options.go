@@ -28,7 +28,8 @@ type OSOptions struct {
 	// Options or the Timezone the plugin needs. It gets a fresh request for
 	// every render. The kit's request has Username "runner", Hostname
 	// "ci-job-42", a fresh ed25519 AuthorizedKey and HostKey, a random
-	// Password if the plugin declares the "password" capability, and no
+	// Password shaped like the core's (32 characters of a-z, A-Z, 2-9 and
+	// -_.+=@) if the plugin declares the "password" capability, and no
 	// Timezone or Options.
 	Request func(req *pluginv1.RenderRequest)
 	// Check validates the rendered response of the valid request further,
