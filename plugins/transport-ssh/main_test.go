@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,28 +32,54 @@ import (
 // e2eVersion is linked into the test build to prove -ldflags works.
 const e2eVersion = "0.0.0-e2e"
 
-// The plugin binary built once by TestMain.
+// Set up once by TestMain: the plugin binary and the guest account.
 var (
 	pluginPath string
 	pluginSum  []byte
+	guestUser  struct {
+		name     string
+		uid, gid int
+	}
 )
 
-// TestMain builds the real plugin binary with go build, runs the tests
-// against it through pluginapi.Launch, and checks for leaked goroutines.
+// TestMain builds the real plugin binary with go build, creates a
+// throwaway guest account with /bin/sh as shell (like a guest image's CI
+// user; this needs root, and the tests fail without it), runs the tests
+// against the binary through pluginapi.Launch, and checks for leaked
+// goroutines.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "transport-ssh-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	pluginPath = filepath.Join(dir, pluginapi.BinaryPrefix+"transport-ssh")
-	if err := build(pluginPath); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
+	code := func() int {
+		defer os.RemoveAll(dir)
+		pluginPath = filepath.Join(dir, pluginapi.BinaryPrefix+"transport-ssh")
+		if err := build(pluginPath); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		u, err := sshd.CreateUser(context.Background())
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer func() {
+			if err := u.Remove(context.Background()); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}()
+		lu, err := user.Lookup(u.Name)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		guestUser.name = u.Name
+		guestUser.uid, _ = strconv.Atoi(lu.Uid)
+		guestUser.gid, _ = strconv.Atoi(lu.Gid)
+		return m.Run()
+	}()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
@@ -127,13 +154,18 @@ func launch(t *testing.T) (*pluginapi.Plugin, pluginapi.TransportPlugin, *locked
 	return p, tr, logs
 }
 
-func currentUser(t *testing.T) string {
+// guestDir returns a fresh directory owned by the guest account.
+func guestDir(t *testing.T) string {
 	t.Helper()
-	u, err := user.Current()
+	dir, err := os.MkdirTemp("", "transport-ssh-guest-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return u.Username
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chown(dir, guestUser.uid, guestUser.gid); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // startGuest starts a real sshd and returns it with a key-login target.
@@ -143,9 +175,9 @@ func startGuest(t *testing.T, options map[string]string) (*sshd.Server, *pluginv
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := sshd.StartForTest(t, sshd.Options{AuthorizedKeys: []string{key.AuthorizedKey}})
+	srv := sshd.StartForTest(t, sshd.Options{User: guestUser.name, AuthorizedKeys: []string{key.AuthorizedKey}})
 	return srv, &pluginv1.Target{
-		Host: srv.Host(), Port: uint32(srv.Port()), Username: currentUser(t),
+		Host: srv.Host(), Port: uint32(srv.Port()), Username: guestUser.name,
 		PrivateKey: key.PrivateKeyPEM, HostKeys: []string{srv.HostPublicKey()}, Options: options,
 	}
 }
@@ -189,6 +221,19 @@ type execResult struct {
 	err  error
 }
 
+// await returns the Exec result; the deadline only keeps a broken test
+// from hanging (and lets its cleanup print the plugin's log).
+func await(t *testing.T, done <-chan execResult) execResult {
+	t.Helper()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(60 * time.Second):
+		t.Fatal("Exec did not return within 60s")
+		return execResult{}
+	}
+}
+
 func TestPluginInfo(t *testing.T) {
 	p, _, _ := launch(t)
 	info, err := p.Info()
@@ -222,7 +267,7 @@ func TestPluginStage(t *testing.T) {
 	if _, err := tr.WaitReady(ctx, target); err != nil {
 		t.Fatalf("WaitReady: %v", err)
 	}
-	dir := t.TempDir()
+	dir := guestDir(t)
 	script := []byte("#!/bin/sh\nread line\necho \"stdout: $line in $(pwd) for $JOB_NAME\"\necho 'stderr: done' >&2\nexit 3\n")
 	// Pad the script beyond one gRPC chunk so the upload streams.
 	script = append(script, []byte("# "+strings.Repeat("x", 200<<10)+"\n")...)
@@ -265,9 +310,9 @@ func TestPluginSignal(t *testing.T) {
 		exit, err := tr.Exec(context.Background(), &pluginv1.ExecStart{Target: target, Command: "sleep " + marker}, pluginapi.ExecIO{Signals: signals})
 		done <- execResult{exit, err}
 	}()
-	waitFor(t, "the remote sleep to start", func() bool { return len(pgrep(t, "sleep "+marker)) > 0 })
+	waitFor(t, "the remote sleep to start", func() bool { return len(pgrep(t, "^sleep "+marker)) > 0 })
 	signals <- "INT"
-	r := <-done
+	r := await(t, done)
 	if r.err != nil || r.exit.GetSignal() != "INT" {
 		t.Fatalf("Exec = %v, %v; want death by INT", r.exit, r.err)
 	}
@@ -295,9 +340,9 @@ func TestPluginCancel(t *testing.T) {
 				exit, err := tr.Exec(ctx, &pluginv1.ExecStart{Target: target, Command: fmt.Sprintf(tt.command, marker)}, pluginapi.ExecIO{})
 				done <- execResult{exit, err}
 			}()
-			waitFor(t, "the remote sleep to start", func() bool { return len(pgrep(t, "sleep "+marker)) > 0 })
+			waitFor(t, "the remote sleep to start", func() bool { return len(pgrep(t, "^sleep "+marker)) > 0 })
 			cancel()
-			if r := <-done; status.Code(r.err) != codes.Canceled {
+			if r := await(t, done); status.Code(r.err) != codes.Canceled {
 				t.Fatalf("Exec after cancel = %v, %v; want Canceled", r.exit, r.err)
 			}
 			waitFor(t, "the remote sleep to be gone", func() bool { return len(pgrep(t, "sleep "+marker)) == 0 })
@@ -314,11 +359,11 @@ func TestPluginDisconnected(t *testing.T) {
 		exit, err := tr.Exec(context.Background(), &pluginv1.ExecStart{Target: target, Command: "sleep " + marker}, pluginapi.ExecIO{})
 		done <- execResult{exit, err}
 	}()
-	waitFor(t, "the remote sleep to start", func() bool { return len(pgrep(t, "sleep "+marker)) > 0 })
+	waitFor(t, "the remote sleep to start", func() bool { return len(pgrep(t, "^sleep "+marker)) > 0 })
 	if err := srv.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	r := <-done
+	r := await(t, done)
 	if r.err != nil || !r.exit.GetDisconnected() || !strings.Contains(r.exit.GetMessage(), "lost the connection") {
 		t.Fatalf("Exec after the guest died = %v, %v; want Disconnected", r.exit, r.err)
 	}
@@ -367,7 +412,7 @@ func TestPluginErrors(t *testing.T) {
 			name: "upload checksum mismatch",
 			call: func() error {
 				wrong := sha256.Sum256([]byte("other"))
-				_, err := tr.Upload(ctx, &pluginv1.UploadHeader{Target: target, Path: filepath.Join(t.TempDir(), "f"), Size: 4, Sha256: hex.EncodeToString(wrong[:])}, bytes.NewReader(content))
+				_, err := tr.Upload(ctx, &pluginv1.UploadHeader{Target: target, Path: filepath.Join(guestDir(t), "f"), Size: 4, Sha256: hex.EncodeToString(wrong[:])}, bytes.NewReader(content))
 				return err
 			},
 			wantMessage: []string{"content mismatch", hexSum(content), hexSum([]byte("other"))},

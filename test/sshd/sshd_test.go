@@ -342,7 +342,8 @@ func TestPasswordLogin(t *testing.T) {
 	}
 }
 
-// pgrep reports the pids whose command line contains pattern.
+// pgrep reports the pids whose command line matches the regular
+// expression pattern.
 func pgrep(t *testing.T, pattern string) []string {
 	t.Helper()
 	out, err := exec.Command("pgrep", "-f", pattern).Output()
@@ -370,7 +371,9 @@ func startSleep(t *testing.T, c *ssh.Client) (marker string, done <-chan error) 
 		defer sess.Close()
 		errc <- sess.Run("sleep " + marker)
 	}()
-	waitFor(t, "the sleep process to start", func() bool { return len(pgrep(t, "sleep "+marker)) > 0 })
+	// "^sleep": the sleep itself, not the login shell still reading its rc
+	// files (whose command line contains "sleep N" too).
+	waitFor(t, "the sleep process to start", func() bool { return len(pgrep(t, "^sleep "+marker)) > 0 })
 	return marker, errc
 }
 

@@ -131,7 +131,7 @@ func TestSSHSignalRequests(t *testing.T) {
 			exit, err := tr.Exec(ctx, &pluginv1.ExecStart{Target: target, Command: "sleep " + marker}, pluginapi.ExecIO{})
 			done <- result{exit: exit, err: err}
 		}()
-		waitFor(t, "the remote sleep to start", func() bool { return len(pgrep(t, "sleep "+marker)) > 0 })
+		waitFor(t, "the remote sleep to start", func() bool { return len(pgrep(t, "^sleep "+marker)) > 0 })
 		cancel()
 		r := <-done
 		if !errors.Is(r.err, context.Canceled) || r.exit.GetSignal() != "TERM" {
@@ -141,5 +141,44 @@ func TestSSHSignalRequests(t *testing.T) {
 	})
 	if log := logs.String(); !strings.Contains(log, "via=ssh-request") || strings.Contains(log, "via=kill") {
 		t.Fatalf("the powershell dialect did not use SSH signal requests only:\n%s", log)
+	}
+}
+
+// TestSessionLimit checks what happens when the guest's MaxSessions is
+// reached: a second Exec is refused without dropping the connection that
+// the first one runs on, and cancelling the first one still ends it (kill
+// needs a second session, so an SSH signal request is sent instead).
+func TestSessionLimit(t *testing.T) {
+	u := sshd.CreateUserForTest(t)
+	key := newKey(t)
+	srv := sshd.StartForTest(t, sshd.Options{User: u.Name, AuthorizedKeys: []string{key.AuthorizedKey}, MaxSessions: 1})
+	target := &pluginv1.Target{Host: srv.Host(), Port: uint32(srv.Port()), Username: u.Name, PrivateKey: key.PrivateKeyPEM, HostKeys: []string{srv.HostPublicKey()}}
+	tr, logs := newTransport(t)
+	marker := uniqueSleep(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := newNotifyWriter("started\n")
+	done := make(chan result, 1)
+	go func() {
+		exit, err := tr.Exec(ctx, &pluginv1.ExecStart{Target: target, Command: "echo started; sleep " + marker}, pluginapi.ExecIO{Stdout: out})
+		done <- result{exit: exit, err: err}
+	}()
+	out.await(t, done)
+
+	second := execute(t, tr, &pluginv1.ExecStart{Target: target, Command: "true"}, pluginapi.ExecIO{})
+	if second.err == nil || !strings.Contains(second.err.Error(), "open a channel") {
+		t.Fatalf("second Exec beyond MaxSessions = %v, want a refused channel", second)
+	}
+	if h, _ := tr.Health(context.Background()); !strings.Contains(h.GetDescription(), "1 pooled") {
+		t.Fatalf("the refusal dropped the connection: %s", h.GetDescription())
+	}
+	cancel()
+	r := <-done
+	if !errors.Is(r.err, context.Canceled) || r.exit.GetSignal() != "TERM" || r.exit.GetDisconnected() {
+		t.Fatalf("first Exec after cancel = %v, want TERM on a live connection", r)
+	}
+	waitFor(t, "the remote sleep to be gone", func() bool { return len(pgrep(t, "sleep "+marker)) == 0 })
+	if !strings.Contains(logs.String(), "signal=TERM via=ssh-request") {
+		t.Fatalf("TERM did not fall back to an SSH signal request:\n%s", logs.String())
 	}
 }

@@ -43,11 +43,23 @@
 //	shell_dialect        "posix" (default) or "powershell": how the working
 //	                     directory is prefixed to a command
 //
-// # Cancellation
+// # Signals and cancellation
 //
-// Cancelling an Exec's context sends SIGTERM to the remote command (an SSH
-// "signal" request, which OpenSSH 7.9 and later deliver to the command's
-// process group), waits kill_grace for its exit status, sends SIGKILL, and
-// closes the session. Processes the command moved out of its process group
-// (setsid, daemons) are not reached.
+// With the POSIX dialect every command is prefixed so that the remote login
+// shell first prints its pid on stderr (a line with a random token, which
+// Exec removes from the output). sshd makes that shell a process group
+// leader, so a signal is delivered with "kill -s SIG -- -PID" in a second
+// session on the same connection. SSH "signal" requests are used only when
+// the pid is unknown (the powershell dialect, a shell that printed no pid):
+// OpenSSH 7.9 and later honour them, but not in sessions without
+// post-authentication privilege separation, which includes every root
+// login (OpenSSH 9.2 logs "session signalling requires privilege
+// separation"). Each signal is sent one way only, never twice. A signal
+// that arrives while the login shell is still starting (before it printed
+// its pid, e.g. during a slow ~/.bashrc) waits up to two seconds for the
+// pid, then falls back to an SSH signal request, which root logins ignore.
+//
+// Cancelling an Exec's context sends TERM, waits kill_grace for the exit
+// status, sends KILL, and closes the session. Processes the command moved
+// out of its process group (setsid, daemons) are not reached.
 package sshtransport

@@ -74,6 +74,9 @@ func (t *Transport) Exec(ctx context.Context, start *pluginv1.ExecStart, stdio p
 	sort.Strings(names)
 	for _, name := range names {
 		if err := sess.Setenv(name, env[name]); err != nil {
+			if !c.alive() {
+				return nil, fmt.Errorf("exec on %s: set environment variable %s: connection lost: %w", e, name, c.closeReason())
+			}
 			return nil, fmt.Errorf("exec on %s: the guest's sshd refused environment variable %s (%v): "+
 				"list it in AcceptEnv in the guest's sshd_config (e.g. AcceptEnv %s), or pass it another way", e, name, err, name)
 		}
@@ -157,7 +160,14 @@ func (r *running) signal(sig string) {
 	var err error
 	via := "kill"
 	if pid := r.pid(); pid > 0 {
-		err = r.kill(sig, pid)
+		var opened bool
+		if opened, err = r.kill(sig, pid); !opened {
+			// kill never ran (e.g. MaxSessions reached): an SSH signal
+			// request cannot make it a double delivery.
+			r.t.log.Debug("no session for kill(1); falling back to an SSH signal request", "target", r.e.String(), "error", err)
+			via = "ssh-request"
+			err = r.sess.Signal(ssh.Signal(sig))
+		}
 	} else {
 		via = "ssh-request"
 		err = r.sess.Signal(ssh.Signal(sig))
@@ -184,11 +194,12 @@ func (r *running) pid() int {
 }
 
 // kill runs kill(1) for the process group pid in a new session, bounded by
-// afterKillWait.
-func (r *running) kill(sig string, pid int) error {
+// afterKillWait. opened reports whether the session could be opened (and
+// so whether kill may have run).
+func (r *running) kill(sig string, pid int) (opened bool, err error) {
 	s, err := r.c.client.NewSession()
 	if err != nil {
-		return fmt.Errorf("open a session to send %s: %w", sig, err)
+		return false, fmt.Errorf("open a session to send %s: %w", sig, err)
 	}
 	defer s.Close()
 	done := make(chan error, 1)
@@ -200,9 +211,9 @@ func (r *running) kill(sig string, pid int) error {
 		err = <-done
 	}
 	if err != nil {
-		return fmt.Errorf("kill -s %s -- -%d: %w", sig, pid, err)
+		return true, fmt.Errorf("kill -s %s -- -%d: %w", sig, pid, err)
 	}
-	return nil
+	return true, nil
 }
 
 // terminate ends a running command after its caller gave up: TERM, up to

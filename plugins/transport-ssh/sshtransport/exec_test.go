@@ -22,7 +22,7 @@ func TestExec(t *testing.T) {
 	g := startGuest(t, sshd.Options{}, nil)
 	tr, _ := newTransport(t)
 
-	workdir := filepath.Join(t.TempDir(), `dir with 'quotes' and $x`)
+	workdir := filepath.Join(guestDir(t), `dir with 'quotes' and $x`)
 	if err := os.Mkdir(workdir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,8 @@ func TestExec(t *testing.T) {
 		{name: "nil stdin is closed at once", command: "cat; echo eof", wantStdout: "eof\n"},
 		{name: "env", command: `printf '%s|%s' "$GREETING" "$TRICKY"`, env: map[string]string{"GREETING": "hello world", "TRICKY": `it's "$HOME" ` + "`id`"}, wantStdout: `hello world|it's "$HOME" ` + "`id`"},
 		{name: "workdir", command: "pwd", workdir: workdir, wantStdout: workdir + "\n"},
-		{name: "missing workdir fails the command", command: "echo ran", workdir: "/nonexistent/dir", wantCode: 1, wantStderr: "No such file or directory"},
+		// The guest account's shell is dash: cd fails with status 2.
+		{name: "missing workdir fails the command", command: "echo ran", workdir: "/nonexistent/dir", wantCode: 2, wantStderr: "can't cd to /nonexistent/dir"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -192,7 +193,7 @@ func TestExecCancelEndsRemoteCommand(t *testing.T) {
 				exit, err := tr.Exec(ctx, &pluginv1.ExecStart{Target: g.target, Command: fmt.Sprintf(tt.command, marker)}, pluginapi.ExecIO{})
 				done <- result{exit: exit, err: err}
 			}()
-			waitFor(t, "the remote sleep to start", func() bool { return len(pgrep(t, "sleep "+marker)) > 0 })
+			waitFor(t, "the remote sleep to start", func() bool { return len(pgrep(t, "^sleep "+marker)) > 0 })
 			cancel()
 			r := <-done
 			if !errors.Is(r.err, context.Canceled) {
@@ -271,7 +272,7 @@ func TestConnectionReuse(t *testing.T) {
 	}
 	content := []byte("echo hi\n")
 	sum := sha256.Sum256(content)
-	path := filepath.Join(t.TempDir(), "s.sh")
+	path := filepath.Join(guestDir(t), "s.sh")
 	if _, err := tr.Upload(ctx, &pluginv1.UploadHeader{Target: g.target, Path: path, Mode: 0o700, Size: int64(len(content)), Sha256: hex.EncodeToString(sum[:])}, strings.NewReader(string(content))); err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +302,7 @@ func TestReconnectAfterRestart(t *testing.T) {
 	if err := g.srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	sshd.StartForTest(t, sshd.Options{ListenAddr: g.srv.Addr(), HostKey: hostKey.PrivateKeyPEM, AuthorizedKeys: []string{g.key.AuthorizedKey}})
+	sshd.StartForTest(t, sshd.Options{ListenAddr: g.srv.Addr(), User: guestUser.name, HostKey: hostKey.PrivateKeyPEM, AuthorizedKeys: []string{g.key.AuthorizedKey}})
 	if _, err := tr.WaitReady(context.Background(), g.target); err != nil {
 		t.Fatal(err)
 	}

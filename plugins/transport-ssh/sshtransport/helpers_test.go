@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"os/exec"
 	"os/user"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,8 +25,62 @@ import (
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/sshd"
 )
 
+// guestUser is the account the tests log in as: a throwaway account with
+// /bin/sh as shell, like the CI user of a guest image. Root's login shell
+// on a developer machine may run arbitrary rc files (and the tests kill
+// login shells), so tests do not log in as root unless they say so.
+var guestUser struct {
+	name     string
+	uid, gid int
+}
+
+// TestMain creates the guest account (this needs root, as CI runs; the
+// tests fail, never skip, without it), runs the tests, removes the account
+// and checks for leaked goroutines.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	u, err := sshd.CreateUser(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		defer func() {
+			if err := u.Remove(context.Background()); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}()
+		lu, err := user.Lookup(u.Name)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		guestUser.name = u.Name
+		guestUser.uid, _ = strconv.Atoi(lu.Uid)
+		guestUser.gid, _ = strconv.Atoi(lu.Gid)
+		return m.Run()
+	}()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// guestDir returns a fresh directory owned by the guest account, removed
+// in t.Cleanup.
+func guestDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "transport-ssh-guest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chown(dir, guestUser.uid, guestUser.gid); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // lockedBuffer is a bytes.Buffer safe for concurrent writers and readers.
@@ -60,15 +116,6 @@ func newTransport(t *testing.T) (*Transport, *lockedBuffer) {
 	return tr, logs
 }
 
-func currentUser(t testing.TB) string {
-	t.Helper()
-	u, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Username
-}
-
 func newKey(t testing.TB) sshd.KeyPair {
 	t.Helper()
 	kp, err := sshd.NewKeyPair()
@@ -86,16 +133,20 @@ type guest struct {
 }
 
 // startGuest starts sshd (stopped in t.Cleanup) authorising a fresh client
-// key, and returns a key-login target for it with options.
+// key for the guest account (unless opts.User says otherwise), and returns
+// a key-login target for it with options.
 func startGuest(t *testing.T, opts sshd.Options, options map[string]string) *guest {
 	t.Helper()
 	key := newKey(t)
+	if opts.User == "" {
+		opts.User = guestUser.name
+	}
 	opts.AuthorizedKeys = append(opts.AuthorizedKeys, key.AuthorizedKey)
 	srv := sshd.StartForTest(t, opts)
 	return &guest{srv: srv, key: key, target: &pluginv1.Target{
 		Host:       srv.Host(),
 		Port:       uint32(srv.Port()),
-		Username:   currentUser(t),
+		Username:   opts.User,
 		PrivateKey: key.PrivateKeyPEM,
 		HostKeys:   []string{srv.HostPublicKey()},
 		Options:    options,
@@ -135,7 +186,10 @@ func uniqueSleep(t testing.TB) string {
 	return fmt.Sprintf("987.%06d", n.Int64())
 }
 
-// pgrep returns the pids whose command line contains pattern.
+// pgrep returns the pids whose command line matches the extended regular
+// expression pattern. Wait for "^sleep N" to see the command itself run (the
+// login shell's command line contains "sleep N" too, while it may still be
+// reading its rc files), and for "sleep N" to be gone to see both gone.
 func pgrep(t testing.TB, pattern string) []string {
 	t.Helper()
 	out, err := exec.Command("pgrep", "-f", pattern).Output()

@@ -155,9 +155,11 @@ func (t *Transport) tryReady(ctx context.Context, e *endpoint) error {
 	return nil
 }
 
-// connect returns a pooled connection and a function that opens a channel
-// on it. When that fails on a reused connection (it died unnoticed), the
-// connection is dropped and one new connection is dialled.
+// connect returns a pooled connection and what open made on it (a session,
+// an SFTP client). When open fails on a reused connection for any reason
+// but a refusal by the server (which proves the connection alive, e.g.
+// MaxSessions reached), the connection died unnoticed: it is dropped and
+// one new connection is dialled.
 func connect[T any](ctx context.Context, t *Transport, e *endpoint, open func(*ssh.Client) (T, error)) (*conn, T, error) {
 	var zero T
 	c, reused, err := t.pool.get(ctx, e)
@@ -168,7 +170,8 @@ func connect[T any](ctx context.Context, t *Transport, e *endpoint, open func(*s
 	if err == nil {
 		return c, v, nil
 	}
-	if !reused {
+	var refused *ssh.OpenChannelError
+	if !reused || errors.As(err, &refused) {
 		return nil, zero, fmt.Errorf("open a channel to %s: %w", e, err)
 	}
 	t.log.Debug("pooled connection failed; reconnecting", "target", e.String(), "error", err)

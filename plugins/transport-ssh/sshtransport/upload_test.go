@@ -72,7 +72,7 @@ func TestUpload(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
+			dir := guestDir(t)
 			dest := filepath.Join(dir, "job script.sh")
 			if tt.existing != nil {
 				if err := os.WriteFile(dest, tt.existing, 0o644); err != nil {
@@ -151,7 +151,7 @@ func TestUploadInvalidInput(t *testing.T) {
 func TestUploadCancelled(t *testing.T) {
 	g := startGuest(t, sshd.Options{}, nil)
 	tr, _ := newTransport(t)
-	dir := t.TempDir()
+	dir := guestDir(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	content := randomBytes(t, 1<<20)
 	// The reader cancels the upload halfway through.

@@ -36,7 +36,7 @@ func TestWaitReadyLateListener(t *testing.T) {
 	failed := make(chan error, 1)
 	go func() {
 		time.Sleep(time.Second) // the guest boots
-		s, err := sshd.Start(context.Background(), sshd.Options{ListenAddr: addr, HostKey: hostKey.PrivateKeyPEM, AuthorizedKeys: []string{clientKey.AuthorizedKey}})
+		s, err := sshd.Start(context.Background(), sshd.Options{ListenAddr: addr, User: guestUser.name, HostKey: hostKey.PrivateKeyPEM, AuthorizedKeys: []string{clientKey.AuthorizedKey}})
 		if err != nil {
 			failed <- err
 			return
@@ -51,7 +51,7 @@ func TestWaitReadyLateListener(t *testing.T) {
 			t.Errorf("start sshd: %v", err)
 		}
 	})
-	target := &pluginv1.Target{Host: "127.0.0.1", Port: uint32(port), Username: currentUser(t), PrivateKey: clientKey.PrivateKeyPEM, HostKeys: []string{hostKey.AuthorizedKey}}
+	target := &pluginv1.Target{Host: "127.0.0.1", Port: uint32(port), Username: guestUser.name, PrivateKey: clientKey.PrivateKeyPEM, HostKeys: []string{hostKey.AuthorizedKey}}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	attempts, err := tr.WaitReady(ctx, target)
