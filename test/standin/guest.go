@@ -95,6 +95,7 @@ func (c *Controller) drive(g *guest) error {
 		})
 		if err == nil {
 			c.emit(g, EventUnschedulable, "%s", b.UnschedulableMessage)
+			c.record(g, "virt-controller", corev1.EventTypeWarning, ReasonFailedScheduling, b.UnschedulableMessage)
 		}
 		return err
 	}
@@ -116,6 +117,7 @@ func (c *Controller) drive(g *guest) error {
 		return err
 	}
 	c.emit(g, EventScheduled, "on node %s", c.opts.NodeName)
+	c.record(g, "virt-controller", corev1.EventTypeNormal, ReasonSuccessfulCreate, "Created virtual machine pod virt-launcher-"+g.name)
 
 	if b.FailReason != "" {
 		return c.fail(g, b.FailReason)
@@ -141,6 +143,7 @@ func (c *Controller) drive(g *guest) error {
 		})
 		if err == nil {
 			c.emit(g, EventRunning, "without an IP address")
+			c.record(g, "virt-handler", corev1.EventTypeNormal, ReasonStarted, "VirtualMachineInstance started.")
 		}
 		return err
 	}
@@ -180,6 +183,7 @@ func (c *Controller) drive(g *guest) error {
 		return err
 	}
 	c.emit(g, EventRunning, "with IP %s", g.ip)
+	c.record(g, "virt-handler", corev1.EventTypeNormal, ReasonStarted, "VirtualMachineInstance started.")
 
 	if b.SSHDelay > 0 {
 		if !sleep(ctx, b.SSHDelay) {
@@ -325,6 +329,9 @@ func (c *Controller) startSSHD(g *guest, gc guestConfig) error {
 // fail marks the VMI Failed with reason.
 func (c *Controller) fail(g *guest, reason string) error {
 	err := c.update(g.ctx, g, func(v *kubevirtv1.VirtualMachineInstance) {
+		if !hasFinalizer(v) {
+			v.Finalizers = append(v.Finalizers, Finalizer)
+		}
 		setPhase(v, kubevirtv1.Failed)
 		v.Status.Reason = reason
 	})
@@ -332,6 +339,7 @@ func (c *Controller) fail(g *guest, reason string) error {
 		return err
 	}
 	c.emit(g, EventFailed, "%s", reason)
+	c.record(g, "virt-handler", corev1.EventTypeWarning, ReasonFailed, reason)
 	return nil
 }
 
@@ -359,6 +367,9 @@ func (c *Controller) teardown(g *guest) {
 	c.notifyLocked()
 	c.mu.Unlock()
 	c.emit(g, EventStopped, "sshd stopped, address released")
+	if srv != nil {
+		c.record(g, "virt-handler", corev1.EventTypeNormal, ReasonStopped, "The VirtualMachineInstance was shut down.")
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
 	defer cancel()

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,6 +102,23 @@ func (f *fixture) eventTypes(vmi string) []standin.EventType {
 		}
 	}
 	return out
+}
+
+// waitEvents waits until the stand-in reported exactly want for vmi.
+func (f *fixture) waitEvents(t *testing.T, vmi string, want []standin.EventType) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		got := f.eventTypes(vmi)
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("stand-in events %v, want %v", got, want)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // job is what prepare creates for one job: credentials, a Secret with the
