@@ -36,6 +36,7 @@ type chartValues struct {
 	} `json:"serviceAccount"`
 	Runners struct {
 		Executor string `json:"executor"`
+		Secret   string `json:"secret"`
 		Config   string `json:"config"`
 	} `json:"runners"`
 	PodSecurityContext corev1.PodSecurityContext `json:"podSecurityContext"`
@@ -152,6 +153,9 @@ func TestHelmValues(t *testing.T) {
 	sa, _, _ := rbacObjects(t)
 	if v.Runners.Executor != "custom" {
 		t.Errorf("runners.executor = %q, want custom (the chart defaults to kubernetes)", v.Runners.Executor)
+	}
+	if v.Runners.Secret == "" {
+		t.Error("runners.secret must name the Secret holding the runner token (keeps it out of values and helm's argv)")
 	}
 	if v.RBAC.Create == nil || *v.RBAC.Create {
 		t.Error("rbac.create must be false: deploy/rbac.yaml provides the Role")
