@@ -7,6 +7,7 @@
 #   make generate  regenerate the plugin contract's Go code from its .proto
 #   make image     build the Debian guest image (cached by recipe hash)
 #   make containerdisk  the guest as a KubeVirt containerDisk archive in dist/
+#   make container  multi-arch image (linux/amd64, linux/arm64) as an OCI archive in dist/, without Docker
 #   make fuzz      run every fuzz target for FUZZTIME each
 #   make clean
 
@@ -26,8 +27,7 @@ TEST_TIMEOUT ?= 40m
 # Extra modules with their own go.mod (the example third-party plugin).
 EXAMPLE_MODULES := $(patsubst %/go.mod,%,$(wildcard examples/*/go.mod))
 
-# (image and containerdisk are below deps)
-.PHONY: image containerdisk
+.PHONY: image containerdisk container demo
 .PHONY: all build test e2e unit lint vet staticcheck fmt-check generate generate-check deps kube-binaries fuzz clean help
 
 all: build
@@ -96,6 +96,9 @@ generate-check: generate
 	@if ! git diff --quiet -- pluginapi/proto; then \
 	  echo "generated code in pluginapi/proto is stale: run 'make generate' and commit"; \
 	  git diff --stat -- pluginapi/proto; exit 1; fi
+
+container:
+	$(GO) run ./hack/container --version $(VERSION)
 
 fuzz:
 	@bash hack/fuzz.sh $(FUZZTIME)
