@@ -128,7 +128,10 @@ func launch(ctx context.Context, bin, dir string, c config, port int) (*Server, 
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Its own process group: a signal meant for the test's group (a
+	// runner harness sending SIGTERM to a stage) must not reach the
+	// "guest". Pdeathsig still kills it if the test process dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("run %s: %w", bin, err)
 	}
