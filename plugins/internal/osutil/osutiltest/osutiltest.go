@@ -3,8 +3,10 @@
 package osutiltest
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"encoding/pem"
 	"os/exec"
 	"strings"
@@ -76,4 +78,37 @@ func RequireTool(t testing.TB, tool, debianPackage string) string {
 		t.Fatalf("%s is not on PATH: these tests need it; install the Debian package %s (apt-get install %s, or hack/install-deps.sh)", tool, debianPackage, debianPackage)
 	}
 	return path
+}
+
+// pyYAMLLoad loads YAML from stdin with PyYAML's safe loader (the C one
+// when built) and prints it as JSON; json.dump fails on values JSON cannot
+// hold (dates, sets), so they cannot pass for strings.
+const pyYAMLLoad = `import json, sys, yaml
+loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+json.dump(yaml.load(sys.stdin.buffer.read(), Loader=loader), sys.stdout)
+`
+
+// PyYAML loads doc with PyYAML, the YAML 1.1 loader cloud-init and
+// Cloudbase-Init use, and returns the result as JSON values (maps, slices,
+// strings, float64, bool, nil). It fails the test, naming the Debian
+// packages, when python3 or python3-yaml is missing.
+func PyYAML(t testing.TB, doc []byte) any {
+	t.Helper()
+	python := RequireTool(t, "python3", "python3")
+	if out, err := exec.Command(python, "-c", "import yaml").CombinedOutput(); err != nil {
+		t.Fatalf("python3 cannot import yaml: install the Debian package python3-yaml: %v\n%s", err, out)
+	}
+	cmd := exec.Command(python, "-c", pyYAMLLoad)
+	cmd.Stdin = bytes.NewReader(doc)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("PyYAML cannot load the document: %v\n%s", err, stderr.String())
+	}
+	var v any
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatalf("PyYAML output: %v", err)
+	}
+	return v
 }
