@@ -55,7 +55,9 @@ func FuzzRender(f *testing.F) {
 			if !slices.Contains(fields, field) {
 				t.Fatalf("error %q does not start with a request field name", msg)
 			}
-			if len(password) >= 8 && strings.Contains(msg, password) {
+			// A refused password is never quoted. (Other fields' values
+			// are, and the fuzzer may make one equal to the password.)
+			if field == "password" && !strings.HasPrefix(msg, `password "[redacted]": `) && !strings.HasPrefix(msg, `password "": `) {
 				t.Fatalf("error %q quotes the password", msg)
 			}
 			return

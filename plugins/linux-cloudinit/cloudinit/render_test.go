@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -59,6 +60,8 @@ func validateSchema(t *testing.T, userData []byte) {
 }
 
 // parse reads user-data back: the #cloud-config header and a YAML mapping.
+// Go's YAML library and PyYAML (YAML 1.1, what cloud-init loads it with)
+// must read the same values: a name like "on" or "null" must stay a string.
 func parse(t *testing.T, userData []byte) map[string]any {
 	t.Helper()
 	body, ok := bytes.CutPrefix(userData, []byte("#cloud-config\n"))
@@ -68,6 +71,9 @@ func parse(t *testing.T, userData []byte) map[string]any {
 	var doc map[string]any
 	if err := yaml.Unmarshal(body, &doc); err != nil {
 		t.Fatalf("user-data is not YAML: %v", err)
+	}
+	if py := osutiltest.PyYAML(t, userData); !reflect.DeepEqual(py, any(doc)) {
+		t.Errorf("PyYAML reads the user-data differently from Go:\nPyYAML %v\nGo     %v", py, doc)
 	}
 	return doc
 }
@@ -245,6 +251,11 @@ func TestRenderValid(t *testing.T) {
 		{"time zone UTC", func(t *testing.T, r *pluginv1.RenderRequest) { r.Timezone = "UTC" }},
 		{"32-character username", func(t *testing.T, r *pluginv1.RenderRequest) { r.Username = "a" + strings.Repeat("b", 31) }},
 		{"username with _ and -", func(t *testing.T, r *pluginv1.RenderRequest) { r.Username = "_ci-runner_1" }},
+		{"username YAML 1.1 reads as a boolean", func(t *testing.T, r *pluginv1.RenderRequest) { r.Username = "on" }},
+		{"username YAML reads as null", func(t *testing.T, r *pluginv1.RenderRequest) { r.Username = "null" }},
+		{"hostname YAML 1.1 reads as a boolean", func(t *testing.T, r *pluginv1.RenderRequest) { r.Hostname = "y" }},
+		{"hostname YAML 1.1 reads as a number", func(t *testing.T, r *pluginv1.RenderRequest) { r.Hostname = "0x1f" }},
+		{"password YAML 1.1 reads as a number", func(t *testing.T, r *pluginv1.RenderRequest) { r.Password = "12:30:45:00" }},
 		{"sudo false", func(t *testing.T, r *pluginv1.RenderRequest) { r.Options = map[string]string{"sudo": "false"} }},
 		{"sudo true", func(t *testing.T, r *pluginv1.RenderRequest) { r.Options = map[string]string{"sudo": "true"} }},
 		{"groups", func(t *testing.T, r *pluginv1.RenderRequest) {
