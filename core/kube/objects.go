@@ -81,6 +81,10 @@ type Job struct {
 	Port             int
 	TransportOptions map[string]string
 
+	// Version is the executor's version, the app.kubernetes.io/version
+	// label (omitted when empty).
+	Version string
+
 	// Placement from runner flags.
 	NodeSelector      map[string]string
 	Tolerations       []corev1.Toleration
@@ -92,6 +96,8 @@ func (j *Job) Labels() map[string]string {
 	l := map[string]string{
 		naming.LabelName:      naming.AppName,
 		naming.LabelManagedBy: naming.AppName,
+		naming.LabelInstance:  j.Names.VMI,
+		naming.LabelComponent: naming.ComponentJobVM,
 		naming.LabelID:        j.Names.VMI,
 		naming.LabelRunnerID:  j.Job.RunnerID,
 		naming.LabelJobID:     j.Job.JobID,
@@ -101,6 +107,7 @@ func (j *Job) Labels() map[string]string {
 		naming.LabelProjectID: j.Job.ProjectID,
 		naming.LabelJobRef:    naming.LabelValue(j.Job.Ref),
 		naming.LabelJobSHA:    naming.LabelValue(j.Job.SHA),
+		naming.LabelVersion:   naming.LabelValue(j.Version),
 	} {
 		if v != "" {
 			l[k] = v

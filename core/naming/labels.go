@@ -16,6 +16,17 @@ const (
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// AppName is the value of LabelName and LabelManagedBy.
 	AppName = "gitlab-runner-kubevirt"
+	// LabelInstance is the well-known app.kubernetes.io/instance label;
+	// it carries the VMI name (one job's VM is one instance).
+	LabelInstance = "app.kubernetes.io/instance"
+	// LabelComponent is the well-known app.kubernetes.io/component label;
+	// its value on job objects is [ComponentJobVM].
+	LabelComponent = "app.kubernetes.io/component"
+	// ComponentJobVM is the LabelComponent value of a job's VMI and Secret.
+	ComponentJobVM = "ci-job-vm"
+	// LabelVersion is the well-known app.kubernetes.io/version label: the
+	// executor version that created the object.
+	LabelVersion = "app.kubernetes.io/version"
 
 	// LabelID carries the VMI name on both the VMI and its Secret.
 	LabelID = "io.kubevirt.gitlab-runner/id"
