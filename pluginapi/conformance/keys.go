@@ -3,7 +3,6 @@ package conformance
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -42,15 +41,6 @@ func newKeyPair() (keyPair, error) {
 
 func (k keyPair) hostKey() *pluginv1.HostKey {
 	return &pluginv1.HostKey{Type: ssh.KeyAlgoED25519, PrivateKey: k.privatePEM, PublicKey: k.authorizedKey}
-}
-
-// randomToken returns n random bytes, base64url-encoded.
-func randomToken(n int) (string, error) {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("random token: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // Password shape: what the core's credentials package generates today
