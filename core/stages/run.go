@@ -3,6 +3,7 @@ package stages
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -199,7 +200,8 @@ func readScript(path string) ([]byte, error) {
 var unsafeNameChars = regexp.MustCompile(`[^a-z0-9._-]+`)
 
 // scriptPath is where the script goes on the guest: the recipe's temp dir
-// and a name of [a-z0-9._-] only, so the path never needs quoting.
+// and a name of [a-z0-9._-] only (gitlab-<job id>-<stage>-<random>.<ext>),
+// so the path never needs quoting.
 func scriptPath(r *pluginv1.RunRecipe, jobID, stage string) (string, error) {
 	if !extensionRE.MatchString(r.GetScriptExtension()) {
 		return "", fmt.Errorf("run recipe script_extension %q must match %s", r.GetScriptExtension(), extensionRE)
@@ -216,8 +218,14 @@ func scriptPath(r *pluginv1.RunRecipe, jobID, stage string) (string, error) {
 	if sep == "" {
 		sep = "/"
 	}
+	// A random part keeps two runs of the same stage (a retried job on a
+	// reused guest, or guests sharing a temp dir) from colliding.
+	nonce := make([]byte, 4)
+	if _, err := rand.Read(nonce); err != nil {
+		return "", fmt.Errorf("script name: %w", err)
+	}
 	dir := strings.TrimRight(r.GetTempDir(), sep)
-	return dir + sep + "gitlab-" + jobID + "-" + s + r.GetScriptExtension(), nil
+	return dir + sep + "gitlab-" + jobID + "-" + s + "-" + hex.EncodeToString(nonce) + r.GetScriptExtension(), nil
 }
 
 // lookBack explains a lost connection from the VMI's current state.

@@ -93,8 +93,18 @@ func TestScriptPath(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want {
-				t.Errorf("scriptPath = %q, want %q", got, tt.want)
+			// The name ends in -<8 hex digits> before the extension.
+			ext := tt.recipe.GetScriptExtension()
+			base := strings.TrimSuffix(got, ext)
+			if len(base) < 9 || base[len(base)-9] != '-' || strings.Trim(base[len(base)-8:], "0123456789abcdef") != "" {
+				t.Fatalf("scriptPath = %q lacks the random part", got)
+			}
+			if stripped := base[:len(base)-9] + ext; stripped != tt.want {
+				t.Errorf("scriptPath = %q, want %q plus a random part", got, tt.want)
+			}
+			again, _ := scriptPath(tt.recipe, "12", tt.stage)
+			if again == got {
+				t.Errorf("two calls gave the same path %q", got)
 			}
 			name := got[strings.LastIndexAny(got, `/\`)+1:]
 			if strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789._-") != "" {
