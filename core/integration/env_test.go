@@ -16,13 +16,41 @@ import (
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/kubeenv"
 )
 
-// env is the control plane shared by the tests of this package, and
-// binary the executor built from cmd/gitlab-runner-kubevirt; both are set
-// once in TestMain.
+// Set once in TestMain: env is the control plane shared by the tests of
+// this package, binary the executor built from cmd/gitlab-runner-kubevirt,
+// and pluginDir a plugin directory with real plugin binaries and their
+// plugins.lock.
 var (
-	env    *kubeenv.Env
-	binary string
+	env       *kubeenv.Env
+	binary    string
+	pluginDir string
 )
+
+// module is this repository's module path.
+const module = "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt"
+
+// buildBinaries builds the executor and the plugins the end-to-end tests
+// use into dir with go build, and pins the plugins with `plugins lock`.
+func buildBinaries(dir string) error {
+	binary = filepath.Join(dir, "gitlab-runner-kubevirt")
+	pluginDir = filepath.Join(dir, "plugins")
+	for _, b := range []struct{ out, pkg string }{
+		{binary, module + "/cmd/gitlab-runner-kubevirt"},
+		{filepath.Join(pluginDir, "gitlab-runner-kubevirt-plugin-transport-ssh"), module + "/plugins/transport-ssh"},
+		// The real linux-cloudinit plugin with a readiness command that
+		// holds on the stand-in's "guests" (see its doc comment).
+		{filepath.Join(pluginDir, "gitlab-runner-kubevirt-plugin-linux-standin"), module + "/core/integration/testdata/linux-standin"},
+	} {
+		if out, err := exec.Command("go", "build", "-o", b.out, b.pkg).CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	lock := exec.Command(binary, "--plugin-dir", pluginDir, "plugins", "lock")
+	if out, err := lock.CombinedOutput(); err != nil {
+		return fmt.Errorf("gitlab-runner-kubevirt plugins lock: %v\n%s", err, out)
+	}
+	return nil
+}
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "gitlab-runner-kubevirt-it-")
@@ -30,10 +58,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "gitlab-runner-kubevirt")
-	build := exec.Command("go", "build", "-o", binary, "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/cmd/gitlab-runner-kubevirt")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build the executor: %v\n%s", err, out)
+	if err := buildBinaries(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	code := kubeenv.RunMain(m, kubeenv.Options{}, func(e *kubeenv.Env) { env = e })
@@ -56,7 +83,7 @@ type cluster struct {
 }
 
 // newCluster creates a fresh namespace with the runner RBAC applied.
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	ctx := t.Context()
 	ns, err := env.NewNamespace(ctx, "it-")
@@ -83,7 +110,7 @@ func newCluster(t *testing.T) *cluster {
 
 // setStatus updates a VMI's status as virt-controller would: get, change,
 // update the whole object (no status subresource), retrying on conflicts.
-func (c *cluster) setStatus(t *testing.T, name string, change func(*kubevirtv1.VirtualMachineInstanceStatus)) {
+func (c *cluster) setStatus(t testing.TB, name string, change func(*kubevirtv1.VirtualMachineInstanceStatus)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()

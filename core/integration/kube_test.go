@@ -23,7 +23,7 @@ import (
 )
 
 // job describes a job whose objects the tests create.
-func job(t *testing.T, ns, runnerID, jobID string, created time.Time, ttl time.Duration) *kube.Job {
+func job(t testing.TB, ns, runnerID, jobID string, created time.Time, ttl time.Duration) *kube.Job {
 	t.Helper()
 	names, err := naming.ForJob(naming.DefaultPrefix, runnerID, jobID)
 	if err != nil {
@@ -53,7 +53,7 @@ func job(t *testing.T, ns, runnerID, jobID string, created time.Time, ttl time.D
 }
 
 // create builds and creates the job's objects as the runner.
-func (c *cluster) create(t *testing.T, j *kube.Job) *kubevirtv1.VirtualMachineInstance {
+func (c *cluster) create(t testing.TB, j *kube.Job) *kubevirtv1.VirtualMachineInstance {
 	t.Helper()
 	secret, err := j.Secret()
 	if err != nil {

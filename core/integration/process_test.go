@@ -24,7 +24,7 @@ type result struct {
 // stage runs the executor binary as gitlab-runner does: a fresh process
 // with only the given environment (no inherited KUBECONFIG or job
 // variables).
-func stage(t *testing.T, vars map[string]string, args ...string) result {
+func stage(t testing.TB, vars map[string]string, args ...string) result {
 	t.Helper()
 	cmd := exec.CommandContext(t.Context(), binary, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}

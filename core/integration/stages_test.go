@@ -67,7 +67,7 @@ func prepareOptions() stages.PrepareOptions {
 }
 
 // assertEmpty fails if the namespace holds any VMI or Secret.
-func (c *cluster) assertEmpty(t *testing.T) {
+func (c *cluster) assertEmpty(t testing.TB) {
 	t.Helper()
 	vmis, err := c.admin.Virt.KubevirtV1().VirtualMachineInstances(c.ns).List(t.Context(), metav1.ListOptions{})
 	if err != nil {
