@@ -110,10 +110,10 @@ func (t *Transport) WaitReady(ctx context.Context, target *pluginv1.Target) (uin
 			return attempts, nil
 		}
 		// An attempt cut short by ctx says less than the one before it.
-		if lastErr == nil || ctx.Err() == nil {
+		if lastErr == nil || !expired(ctx) {
 			lastErr = err
 		}
-		if ctx.Err() != nil {
+		if expired(ctx) {
 			break
 		}
 		delay := b.delay()
@@ -134,6 +134,17 @@ func (t *Transport) WaitReady(ctx context.Context, target *pluginv1.Target) (uin
 	}
 	return attempts, status.Errorf(code, "wait ready %s: not reachable after %d attempt(s) in %s: last error: %v",
 		e, attempts, time.Since(began).Round(time.Millisecond), lastErr)
+}
+
+// expired reports whether ctx has ended or its deadline has passed. The
+// second test matters: a network deadline set from ctx's deadline may fire
+// a moment before ctx itself reports DeadlineExceeded.
+func expired(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	deadline, ok := ctx.Deadline()
+	return ok && !time.Now().Before(deadline)
 }
 
 // tryReady makes one attempt: a pooled connection must answer a keepalive
