@@ -12,6 +12,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/credentials"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/inputerr"
@@ -63,6 +66,12 @@ type PrepareOptions struct {
 	CleanupTimeout time.Duration
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
+	// Version is the executor's version, put in the
+	// app.kubernetes.io/version label.
+	Version string
+	// Logger is the runner log (stderr); nil discards. Events that could
+	// not be recorded are logged here at debug level.
+	Logger hclog.Logger
 }
 
 // Validate checks the options that do not depend on the job (runner flags).
@@ -116,7 +125,7 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	}
 	vm, err := policy.Resolve(opts.Defaults, req, opts.Policy)
 	if err != nil {
-		return SystemFailure(err)
+		return SystemFailure(explainPolicy(err, opts.Policy))
 	}
 	names, err := naming.ForJob(opts.NamePrefix, job.RunnerID, job.JobID)
 	if err != nil {
@@ -164,6 +173,7 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 		Boot: boot, OSPlugin: info.GetName(), Transport: opts.TransportPlugin,
 		Username: opts.Username, Credentials: creds, Port: opts.Port, TransportOptions: opts.TransportOptions,
 		NodeSelector: opts.NodeSelector, Tolerations: opts.Tolerations, PriorityClassName: opts.PriorityClassName,
+		Version: opts.Version,
 	}
 	secret, err := spec.Secret()
 	if err != nil {
@@ -176,10 +186,13 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	fmt.Fprintf(out, "Preparing VM %s/%s with os plugin %s and transport %s: %s\n", clients.Namespace, names.VMI, info.GetName(), opts.TransportPlugin, vm)
 
 	// 3. Create; from here on, failure removes what exists.
+	events := clients.Events(opts.Logger)
+	var created *kubevirtv1.VirtualMachineInstance
 	defer func() {
 		if err == nil {
 			return
 		}
+		events.Warning(ctx, created, kube.ReasonPrepareFailed, "Prepare failed for GitLab job %s, deleting the VM: %v", job.JobID, err)
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), opts.CleanupTimeout)
 		defer ccancel()
 		if _, derr := clients.Delete(cctx, names); derr != nil {
@@ -188,9 +201,11 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 		}
 		fmt.Fprintf(out, "Removed VM %s and its Secret after the failure\n", names.VMI)
 	}()
-	if _, err := clients.Create(ctx, secret, vmiObj); err != nil {
+	if created, err = clients.Create(ctx, secret, vmiObj); err != nil {
 		return SystemFailure(err)
 	}
+	createdAt := opts.Now()
+	events.Normal(ctx, created, kube.ReasonCreated, "VM created for GitLab job %s (%s)", job.JobID, projectPath(job))
 	logf("Created VMI %s/%s and Secret %s", clients.Namespace, names.VMI, names.Secret)
 
 	var lastNode string
@@ -201,7 +216,7 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 		}
 	})
 	if err != nil {
-		return SystemFailure(err)
+		return SystemFailure(explainWait(err, clients.Namespace, names.VMI, vm, opts.NodeSelector))
 	}
 	logf("VMI running with IP %s", st.IP)
 
@@ -212,21 +227,26 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	}
 	attempts, err := transport.WaitReady(ctx, target)
 	if err != nil {
-		return SystemFailure(fmt.Errorf("reach VM %s at %s:%d with %s: %s", names.VMI, st.IP, opts.Port, opts.TransportPlugin, pluginapi.ErrorMessage(err)))
+		return SystemFailure(fmt.Errorf("reach VM %s at %s:%d with %s: %s\n%s", names.VMI, st.IP, opts.Port, opts.TransportPlugin,
+			pluginapi.ErrorMessage(err), unreachableHint(clients.Namespace, names.VMI, opts.Port, opts.TransportPlugin)))
 	}
 	logf("VM reachable over %s at %s:%d (%d attempts)", opts.TransportPlugin, st.IP, opts.Port, attempts)
 
 	if cmd := boot.GetRecipe().GetReadinessCommand(); cmd != "" {
-		fmt.Fprintf(out, "Waiting for first-boot configuration: %s\n", firstLine(cmd))
+		logf("Waiting for first-boot configuration: %s", firstLine(cmd))
 		exit, err := transport.Exec(ctx, &pluginv1.ExecStart{Target: target, Command: cmd}, pluginapi.ExecIO{Stdout: out, Stderr: out})
 		if err != nil {
 			return SystemFailure(fmt.Errorf("run readiness command on VM %s: %s", names.VMI, pluginapi.ErrorMessage(err)))
 		}
 		if exit.GetDisconnected() || exit.GetSignal() != "" || exit.GetCode() != 0 {
-			return SystemFailure(fmt.Errorf("readiness command %q on VM %s did not succeed: %s", firstLine(cmd), names.VMI, describeExit(exit)))
+			return SystemFailure(fmt.Errorf("readiness command %q on VM %s did not succeed: %s\nhint: first-boot configuration (cloud-init, Cloudbase-Init) failed or never finished; its log is on the VM console: virtctl console %s -n %s",
+				firstLine(cmd), names.VMI, describeExit(exit), names.VMI, clients.Namespace))
 		}
 	}
-	logf("VM %s ready", names.VMI)
+	now := opts.Now()
+	bootSecs, totalSecs := now.Sub(createdAt).Seconds(), now.Sub(start).Seconds()
+	fmt.Fprintf(out, "VM %s ready on node %s (image %s, boot %.1fs, total %.1fs)\n", names.VMI, orUnknown(st.Node), vm.Image, bootSecs, totalSecs)
+	events.Normal(ctx, created, kube.ReasonReady, "VM ready on node %s with IP %s after %.1fs", orUnknown(st.Node), st.IP, bootSecs)
 	return nil
 }
 
