@@ -144,6 +144,19 @@ func TestJobLifecycleEndToEnd(t *testing.T) {
 		})
 	}
 
+	// CI_JOB_TIMEOUT bounds run even if gitlab-runner never signals it.
+	t.Run("run past the job timeout", func(t *testing.T) {
+		timed := map[string]string{"CUSTOM_ENV_CI_JOB_TIMEOUT": "6"}
+		for k, v := range vars {
+			timed[k] = v
+		}
+		args := append(append([]string{"--plugin-dir", pluginDir, "run"}, e.kubeArgs()...), script(t, "echo started; sleep 600"), "step_script")
+		r := stage(t, timed, args...)
+		if r.code != 3 || !strings.Contains(r.stderr, "context deadline exceeded") || !strings.Contains(r.stdout, "started") {
+			t.Errorf("run past its timeout: code %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+		}
+	})
+
 	// SIGTERM: the remote script is ended and run exits promptly.
 	t.Run("run cancelled", func(t *testing.T) {
 		// A unique sleep, so no other test's process can be mistaken for it.

@@ -104,8 +104,8 @@ func execGracefully(ctx context.Context, transport pluginapi.TransportPlugin, st
 // upload of the script, and an Exec whose output streams to stdout and
 // stderr as it arrives. A non-zero exit is a build failure carrying the
 // script's code; a lost connection, a lost VM or an API error is a system
-// failure. Cancelling ctx (SIGTERM) cancels the Exec, which ends the
-// remote command.
+// failure. Cancelling ctx (SIGTERM), or reaching CI_JOB_TIMEOUT, ends the
+// remote command (see execGracefully).
 func Run(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, plugins Plugins, opts RunOptions, stdout, stderr io.Writer) error {
 	job, err := jobenv.ReadJob(lookup)
 	if err != nil {
@@ -118,6 +118,13 @@ func Run(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, plugi
 	script, err := readScript(opts.Script)
 	if err != nil {
 		return SystemFailure(err)
+	}
+	// gitlab-runner ends the stage at the job timeout; the same bound here
+	// ends an orphaned run (its runner died) instead of letting it go on.
+	if job.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, job.Timeout)
+		defer cancel()
 	}
 
 	secret, vmi, err := clients.Get(ctx, names)
