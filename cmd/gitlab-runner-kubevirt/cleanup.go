@@ -7,7 +7,7 @@ import (
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/stages"
 )
 
-func newCleanupCmd() *cobra.Command {
+func newCleanupCmd(g *globalOptions) *cobra.Command {
 	k := &kubeFlags{}
 	opts := stages.CleanupOptions{}
 	cmd := &cobra.Command{
@@ -15,6 +15,8 @@ func newCleanupCmd() *cobra.Command {
 		Short: "Delete the job's VM and Secret (custom executor cleanup_exec)",
 		Long: `cleanup deletes the job's VirtualMachineInstance and its Secret. It is
 idempotent (nothing to delete is success) and bounded by --timeout.`,
+		Example: `  # config.toml: cleanup_exec = "gitlab-runner-kubevirt", cleanup_args = ["cleanup"]
+  gitlab-runner-kubevirt cleanup --namespace ci --timeout 2m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			clients, err := k.clients()
@@ -22,6 +24,7 @@ idempotent (nothing to delete is success) and bounded by --timeout.`,
 				return stageExit(stages.SystemFailure(err))
 			}
 			opts.NamePrefix = k.prefix
+			opts.Logger = g.logger()
 			return stageExit(stages.Cleanup(cmd.Context(), jobenv.OS(), clients, opts, cmd.OutOrStdout()))
 		},
 	}

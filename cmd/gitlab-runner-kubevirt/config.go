@@ -16,6 +16,9 @@ func newConfigCmd(g *globalOptions) *cobra.Command {
 		Long: `config prints the JSON document gitlab-runner reads before a job:
 builds and cache directories on the guest, the hostname, the driver and the
 shell. It checks that an OS plugin serves the shell. It needs no cluster.`,
+		Example: `  # config.toml: config_exec = "gitlab-runner-kubevirt", config_args = ["config"]
+  gitlab-runner-kubevirt config
+  gitlab-runner-kubevirt config --shell pwsh --ssh-user Administrator`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			plugins := openPlugins(g)

@@ -20,6 +20,10 @@ io.kubevirt.gitlab-runner/expires label lies in the past (or that are older
 than --max-age), with their Secrets, and job Secrets whose VMI no longer
 exists. It touches only objects labelled app.kubernetes.io/managed-by=
 gitlab-runner-kubevirt. Run it from a CronJob.`,
+		Example: `  # What would go, in the current namespace:
+  gitlab-runner-kubevirt gc --dry-run
+  # Every namespace, also VMs older than six hours, as JSON (e.g. from a CronJob):
+  gitlab-runner-kubevirt gc --all-namespaces --max-age 6h -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.MaxAge < 0 {

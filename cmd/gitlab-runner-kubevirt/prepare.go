@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/inputerr"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/jobenv"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/kube"
-	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/logging"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/naming"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/pluginhost"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/policy"
@@ -71,6 +69,15 @@ creates the job's Secret and VirtualMachineInstance, waits until the VM runs,
 is reachable with its pinned host key and has finished first-boot
 configuration. A refused value creates nothing. On any failure, including
 SIGTERM, whatever was created is deleted.`,
+		Example: `  # config.toml: prepare_exec = "gitlab-runner-kubevirt", prepare_args = [...]
+  gitlab-runner-kubevirt prepare --namespace ci \
+    --default-image quay.io/containerdisks/debian:12 \
+    --allowed-images 'quay.io/containerdisks/*,registry.example.com/ci/*' \
+    --max-cpu 4 --max-memory 8Gi --max-ttl 6h
+
+  # Windows guests (Cloudbase-Init, PowerShell over SSH):
+  gitlab-runner-kubevirt prepare --shell pwsh --ssh-user Administrator \
+    --default-image registry.example.com/ci/windows-2022:latest --default-memory-request 4Gi`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts, err := f.options()
@@ -81,6 +88,7 @@ SIGTERM, whatever was created is deleted.`,
 			if err != nil {
 				return stageExit(stages.SystemFailure(err))
 			}
+			opts.Version, opts.Logger = version, g.logger()
 			plugins := openPlugins(g)
 			defer plugins.Close()
 			return stageExit(stages.Prepare(cmd.Context(), jobenv.OS(), clients, plugins, opts, cmd.OutOrStdout()))
@@ -372,12 +380,10 @@ func (h *hostPlugins) get() (*pluginhost.Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Plugin and host messages go to stderr, which gitlab-runner copies
-	// into the job log; --log-level bounds them.
-	log, err := logging.New(os.Stderr, "gitlab-runner-kubevirt", h.g.logLevel, h.g.logFormat)
-	if err != nil {
-		return nil, err
-	}
+	// Plugin and host messages go to the runner log (stderr), shaped by
+	// --log-level and --log-format like every other runner log line.
+	log := h.g.logger()
+	log.Debug("plugin directory", "path", dir.Path, "from", dir.Source)
 	host, err := pluginhost.New(pluginhost.Options{Dir: dir.Path, Logger: log, PluginLogLevel: h.g.logLevel})
 	if err != nil {
 		return nil, err

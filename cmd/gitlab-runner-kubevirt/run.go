@@ -17,6 +17,9 @@ there, streaming its output. A failing script exits with
 BUILD_FAILURE_EXIT_CODE after writing its exit code to BUILD_EXIT_CODE_FILE;
 a lost VM or connection exits with SYSTEM_FAILURE_EXIT_CODE. SIGTERM ends
 the remote script.`,
+		Example: `  # config.toml: run_exec = "gitlab-runner-kubevirt", run_args = ["run"];
+  # gitlab-runner appends the script path and the sub-stage name:
+  gitlab-runner-kubevirt run /tmp/custom-executor123/script456/script. step_script`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if err := cobra.ExactArgs(2)(cmd, args); err != nil {
 				return stageExit(stages.SystemFailure(err))

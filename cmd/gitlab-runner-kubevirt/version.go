@@ -13,9 +13,10 @@ var version = "dev"
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version of gitlab-runner-kubevirt",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print the version of gitlab-runner-kubevirt",
+		Example: `  gitlab-runner-kubevirt version`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			revision := "unknown"
 			if info, ok := debug.ReadBuildInfo(); ok {
