@@ -13,24 +13,20 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
 )
 
-// PasswordLength is the length of generated passwords.
-const PasswordLength = 32
+// PasswordLength is the length of generated passwords when the OS plugin
+// sets no lower limit.
+const PasswordLength = pluginapi.DefaultPasswordLength
 
-// Password alphabet: every class Windows' complexity rules count, minus
-// characters that need quoting in shells, YAML or INI files.
-const (
-	lower   = "abcdefghijkmnopqrstuvwxyz"
-	upper   = "ABCDEFGHJKLMNPQRSTUVWXYZ"
-	digit   = "23456789"
-	symbol  = "-_.+=@"
-	charset = lower + upper + digit + symbol
-)
+// MinPasswordLength is the shortest password Generate makes: 16 characters
+// of a 63-character alphabet are about 95 bits of entropy.
+const MinPasswordLength = 16
 
 // KeyPair is an SSH key pair.
 type KeyPair struct {
@@ -77,8 +73,9 @@ func (s Set) String() string {
 func (s Set) GoString() string { return "credentials.Set{" + s.String() + "}" }
 
 // Generate creates a fresh Set from r (crypto/rand.Reader when nil), with a
-// password when withPassword is true.
-func Generate(r io.Reader, withPassword bool) (*Set, error) {
+// password of passwordLength characters when passwordLength > 0 (see
+// PasswordLengthFor).
+func Generate(r io.Reader, passwordLength int) (*Set, error) {
 	if r == nil {
 		r = rand.Reader
 	}
@@ -91,8 +88,8 @@ func Generate(r io.Reader, withPassword bool) (*Set, error) {
 		return nil, fmt.Errorf("generate host key: %w", err)
 	}
 	s := &Set{Client: client, Host: host}
-	if withPassword {
-		if s.Password, err = NewPassword(r); err != nil {
+	if passwordLength > 0 {
+		if s.Password, err = NewPassword(r, passwordLength); err != nil {
 			return nil, fmt.Errorf("generate password: %w", err)
 		}
 	}
@@ -123,27 +120,26 @@ func NewKeyPair(r io.Reader, comment string) (KeyPair, error) {
 	}, nil
 }
 
-// NewPassword returns PasswordLength random characters from r
-// (crypto/rand.Reader when nil) with at least one lower-case letter,
-// upper-case letter, digit and symbol.
-func NewPassword(r io.Reader) (string, error) {
-	if r == nil {
-		r = rand.Reader
+// PasswordLengthFor returns the length of the password to generate for an
+// OS plugin: 0 when it does not ask for one, else PasswordLength capped by
+// the plugin's declared maximum. A maximum below MinPasswordLength is an
+// error: such a password would be too weak to hand out.
+func PasswordLengthFor(wantsPassword bool, pluginMax uint32) (int, error) {
+	if !wantsPassword {
+		return 0, nil
 	}
-	max := big.NewInt(int64(len(charset)))
-	for {
-		b := make([]byte, PasswordLength)
-		for i := range b {
-			n, err := rand.Int(r, max)
-			if err != nil {
-				return "", err
-			}
-			b[i] = charset[n.Int64()]
-		}
-		p := string(b)
-		if strings.ContainsAny(p, lower) && strings.ContainsAny(p, upper) &&
-			strings.ContainsAny(p, digit) && strings.ContainsAny(p, symbol) {
-			return p, nil
-		}
+	if pluginMax == 0 || pluginMax >= PasswordLength {
+		return PasswordLength, nil
 	}
+	if pluginMax < MinPasswordLength {
+		return 0, fmt.Errorf("the OS plugin accepts passwords of at most %d characters; at least %d are needed for a safe random password", pluginMax, MinPasswordLength)
+	}
+	return int(pluginMax), nil
+}
+
+// NewPassword returns length random characters from r (crypto/rand.Reader
+// when nil) in the shape the plugin contract documents (see
+// pluginapi.GeneratePassword).
+func NewPassword(r io.Reader, length int) (string, error) {
+	return pluginapi.GeneratePassword(r, length)
 }

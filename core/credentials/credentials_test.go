@@ -7,19 +7,22 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
 )
 
 func TestGenerate(t *testing.T) {
 	tests := []struct {
-		name         string
-		withPassword bool
+		name           string
+		passwordLength int
 	}{
-		{"keys only", false},
-		{"keys and password", true},
+		{"keys only", 0},
+		{"keys and password", PasswordLength},
+		{"keys and a Cloudbase-Init sized password", 20},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := Generate(nil, tt.withPassword)
+			s, err := Generate(nil, tt.passwordLength)
 			if err != nil {
 				t.Fatalf("Generate: %v", err)
 			}
@@ -48,19 +51,19 @@ func TestGenerate(t *testing.T) {
 			if s.Client.Public == s.Host.Public {
 				t.Error("client and host keys are the same")
 			}
-			if tt.withPassword != (s.Password != "") {
-				t.Errorf("password = %q with withPassword=%t", s.Password, tt.withPassword)
+			if len(s.Password) != tt.passwordLength {
+				t.Errorf("password has %d characters, want %d", len(s.Password), tt.passwordLength)
 			}
 		})
 	}
 }
 
 func TestGenerateIsFreshEachTime(t *testing.T) {
-	a, err := Generate(nil, true)
+	a, err := Generate(nil, PasswordLength)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Generate(nil, true)
+	b, err := Generate(nil, PasswordLength)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,26 +74,57 @@ func TestGenerateIsFreshEachTime(t *testing.T) {
 
 func TestNewPasswordMeetsComplexity(t *testing.T) {
 	for i := range 200 {
-		p, err := NewPassword(nil)
+		p, err := NewPassword(nil, PasswordLength)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(p) != PasswordLength {
 			t.Fatalf("password %d has length %d", i, len(p))
 		}
-		for _, class := range []string{lower, upper, digit, symbol} {
+		for _, class := range pluginapi.PasswordClasses() {
 			if !strings.ContainsAny(p, class) {
 				t.Fatalf("password %d lacks a character of %q", i, class)
 			}
 		}
-		if strings.Trim(p, charset) != "" {
+		if strings.Trim(p, pluginapi.PasswordAlphabet) != "" {
 			t.Fatalf("password %d has characters outside the alphabet", i)
 		}
 	}
 }
 
+func TestPasswordLengthFor(t *testing.T) {
+	tests := []struct {
+		name    string
+		wants   bool
+		max     uint32
+		want    int
+		wantErr bool
+	}{
+		{"no password wanted", false, 20, 0, false},
+		{"no limit", true, 0, PasswordLength, false},
+		{"limit above default", true, 127, PasswordLength, false},
+		{"Cloudbase-Init limit", true, 20, 20, false},
+		{"limit at the minimum", true, MinPasswordLength, MinPasswordLength, false},
+		{"limit too low to be safe", true, MinPasswordLength - 1, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := PasswordLengthFor(tt.wants, tt.max)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Fatalf("PasswordLengthFor(%t, %d) = %d, %v; want %d, error %t", tt.wants, tt.max, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestNewPasswordRefusesTooShort(t *testing.T) {
+	if _, err := NewPassword(nil, 3); err == nil {
+		t.Fatal("NewPassword(3) succeeded; 3 characters cannot hold every class")
+	}
+}
+
 func TestFormattingNeverPrintsSecrets(t *testing.T) {
-	s, err := Generate(nil, true)
+	s, err := Generate(nil, PasswordLength)
 	if err != nil {
 		t.Fatal(err)
 	}

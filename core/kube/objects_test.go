@@ -25,7 +25,11 @@ func testJob(t testing.TB, ns string, runnerID, jobID string, ds pluginv1.Dataso
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds, err := credentials.Generate(nil, password)
+	passwordLength := 0
+	if password {
+		passwordLength = credentials.PasswordLength
+	}
+	creds, err := credentials.Generate(nil, passwordLength)
 	if err != nil {
 		t.Fatal(err)
 	}

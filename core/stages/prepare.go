@@ -144,7 +144,11 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	if err != nil {
 		return SystemFailure(fmt.Errorf("start transport plugin %q: %w", opts.TransportPlugin, err))
 	}
-	creds, err := credentials.Generate(nil, slices.Contains(info.GetCapabilities(), PasswordCapability))
+	passwordLength, err := credentials.PasswordLengthFor(slices.Contains(info.GetCapabilities(), PasswordCapability), info.GetMaxPasswordLength())
+	if err != nil {
+		return SystemFailure(fmt.Errorf("OS plugin %q: %w", info.GetName(), err))
+	}
+	creds, err := credentials.Generate(nil, passwordLength)
 	if err != nil {
 		return SystemFailure(err)
 	}

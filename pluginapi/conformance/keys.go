@@ -5,11 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
 
@@ -43,37 +43,14 @@ func (k keyPair) hostKey() *pluginv1.HostKey {
 	return &pluginv1.HostKey{Type: ssh.KeyAlgoED25519, PrivateKey: k.privatePEM, PublicKey: k.authorizedKey}
 }
 
-// Password shape: what the core's credentials package generates today
-// (core/credentials: 32 characters, every class Windows' complexity rules
-// count, no character that needs quoting in shells, YAML or INI). The
-// contract does not fix it, so the kit hands plugins the real thing.
-const (
-	passwordLength  = 32
-	passwordLower   = "abcdefghijkmnopqrstuvwxyz"
-	passwordUpper   = "ABCDEFGHJKLMNPQRSTUVWXYZ"
-	passwordDigit   = "23456789"
-	passwordSymbol  = "-_.+=@"
-	passwordCharset = passwordLower + passwordUpper + passwordDigit + passwordSymbol
-)
-
-// newPassword returns a random password shaped like the core's, with at
-// least one character of each class.
-func newPassword() (string, error) {
-	for {
-		b := make([]byte, passwordLength)
-		for i := range b {
-			n, err := rand.Int(rand.Reader, big.NewInt(int64(len(passwordCharset))))
-			if err != nil {
-				return "", fmt.Errorf("random password: %w", err)
-			}
-			b[i] = passwordCharset[n.Int64()]
-		}
-		p := string(b)
-		if strings.ContainsAny(p, passwordLower) && strings.ContainsAny(p, passwordUpper) &&
-			strings.ContainsAny(p, passwordDigit) && strings.ContainsAny(p, passwordSymbol) {
-			return p, nil
-		}
+// newPassword returns a password exactly as the core generates it for a
+// plugin declaring maxLength (0: no limit).
+func newPassword(maxLength uint32) (string, error) {
+	length := pluginapi.DefaultPasswordLength
+	if maxLength > 0 && int(maxLength) < length {
+		length = int(maxLength)
 	}
+	return pluginapi.GeneratePassword(nil, length)
 }
 
 // randomName returns a lower-case name safe in any path or hostname.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
 
@@ -96,22 +97,17 @@ func TestSecretsFindAndRedact(t *testing.T) {
 	}
 }
 
-func TestNewPasswordShape(t *testing.T) {
-	for range 50 {
-		p, err := newPassword()
+func TestNewPasswordHonoursThePluginLimit(t *testing.T) {
+	for _, tt := range []struct {
+		max  uint32
+		want int
+	}{{0, pluginapi.DefaultPasswordLength}, {20, 20}, {64, pluginapi.DefaultPasswordLength}} {
+		p, err := newPassword(tt.max)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(p) != passwordLength {
-			t.Fatalf("password has %d characters, want %d", len(p), passwordLength)
-		}
-		for _, class := range []string{passwordLower, passwordUpper, passwordDigit, passwordSymbol} {
-			if !strings.ContainsAny(p, class) {
-				t.Fatalf("password lacks a character of %q", class)
-			}
-		}
-		if strings.Trim(p, passwordCharset) != "" {
-			t.Fatal("password has a character outside the alphabet")
+		if len(p) != tt.want {
+			t.Errorf("newPassword(%d) has %d characters, want %d", tt.max, len(p), tt.want)
 		}
 	}
 }

@@ -72,7 +72,7 @@ func (k *osKit) newRequest() (*pluginv1.RenderRequest, error) {
 		InstanceId:    iid,
 	}
 	if slices.Contains(k.h.info.GetCapabilities(), "password") {
-		if req.Password, err = newPassword(); err != nil {
+		if req.Password, err = newPassword(k.h.info.GetMaxPasswordLength()); err != nil {
 			return nil, err
 		}
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/json"
 	"os/exec"
 	"strings"
@@ -34,29 +33,13 @@ func TestConformance(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			conformance.TestOSPlugin(t, bin, conformance.OSOptions{
-				Request: func(r *pluginv1.RenderRequest) {
-					// The kit's password has 32 characters; Cloudbase-Init's
-					// users plugin refuses more than cloudbase.MaxPassword.
-					r.Password = windowsPassword(t)
-					if tt.request != nil {
-						tt.request(r)
-					}
-				},
-				Check: checkAsCloudbaseInit,
+				// The kit hands the plugin a password of the length its
+				// GetInfo declares (MaxPasswordLength), as the core does.
+				Request: tt.request,
+				Check:   checkAsCloudbaseInit,
 			})
 		})
 	}
-}
-
-// windowsPassword returns a random password of cloudbase.MaxPassword
-// characters that meets Windows' complexity rule.
-func windowsPassword(t *testing.T) string {
-	t.Helper()
-	p := "Aa1-" + rand.Text()
-	if len(p) < cloudbase.MaxPassword {
-		t.Fatalf("rand.Text is shorter than expected: %d characters", len(p))
-	}
-	return p[:cloudbase.MaxPassword]
 }
 
 // parseUserData is run by python3: it splits the MIME document with the

@@ -244,9 +244,13 @@ type PluginInfo struct {
 	// OS plugins: the GitLab shells whose scripts this OS runs ("bash", "pwsh").
 	Shells []string `protobuf:"bytes,7,rep,name=shells,proto3" json:"shells,omitempty"`
 	// A one-line human description.
-	Description   string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Description string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
+	// OS plugins with the "password" capability: the longest password the
+	// guest's first-boot tool accepts (Cloudbase-Init: 20). Zero means no
+	// limit; the core then generates 32 characters.
+	MaxPasswordLength uint32 `protobuf:"varint,9,opt,name=max_password_length,json=maxPasswordLength,proto3" json:"max_password_length,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *PluginInfo) Reset() {
@@ -333,6 +337,13 @@ func (x *PluginInfo) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *PluginInfo) GetMaxPasswordLength() uint32 {
+	if x != nil {
+		return x.MaxPasswordLength
+	}
+	return 0
 }
 
 type HealthRequest struct {
@@ -1575,7 +1586,7 @@ var File_plugin_proto protoreflect.FileDescriptor
 const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\fplugin.proto\x12\x1egitlabrunnerkubevirt.plugin.v1\"\x10\n" +
-	"\x0eGetInfoRequest\"\x92\x02\n" +
+	"\x0eGetInfoRequest\"\xc2\x02\n" +
 	"\n" +
 	"PluginInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x128\n" +
@@ -1585,7 +1596,8 @@ const file_plugin_proto_rawDesc = "" +
 	"\fcapabilities\x18\x05 \x03(\tR\fcapabilities\x12\x1b\n" +
 	"\tos_family\x18\x06 \x01(\tR\bosFamily\x12\x16\n" +
 	"\x06shells\x18\a \x03(\tR\x06shells\x12 \n" +
-	"\vdescription\x18\b \x01(\tR\vdescription\"\x0f\n" +
+	"\vdescription\x18\b \x01(\tR\vdescription\x12.\n" +
+	"\x13max_password_length\x18\t \x01(\rR\x11maxPasswordLength\"\x0f\n" +
 	"\rHealthRequest\"\xd3\x01\n" +
 	"\x0eHealthResponse\x12J\n" +
 	"\x05state\x18\x01 \x01(\x0e24.gitlabrunnerkubevirt.plugin.v1.HealthResponse.StateR\x05state\x12 \n" +

@@ -54,6 +54,8 @@ func (p *Plugin) GetInfo(context.Context) (*pluginv1.PluginInfo, error) {
 		OsFamily:     "windows",
 		Shells:       []string{ShellPwsh, ShellPowerShell},
 		Description:  "Cloudbase-Init (ConfigDrive) user-data for Windows guests with OpenSSH: an administrator, its key and password, the per-job host key",
+		// The core generates passwords that Cloudbase-Init accepts.
+		MaxPasswordLength: MaxPassword,
 	}, nil
 }
 
