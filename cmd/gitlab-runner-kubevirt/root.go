@@ -125,7 +125,31 @@ stderr, shaped by --log-level and --log-format.`,
 	root.SetErr(stderr)
 	root.SetUsageTemplate(root.UsageTemplate() + envHelp)
 	addCompletionExamples(root)
+	annotateEnv(root)
 	return root
+}
+
+// annotateEnv appends each flag's environment variable to its usage, so
+// --help and the generated reference show it next to the flag.
+func annotateEnv(root *cobra.Command) {
+	seen := map[*pflag.Flag]bool{}
+	var visit func(*cobra.Command)
+	visit = func(c *cobra.Command) {
+		for _, fs := range []*pflag.FlagSet{c.PersistentFlags(), c.LocalNonPersistentFlags()} {
+			fs.VisitAll(func(f *pflag.Flag) {
+				if seen[f] || f.Name == "help" || strings.Contains(f.Usage, envPrefix) {
+					seen[f] = true
+					return
+				}
+				seen[f] = true
+				f.Usage += " [$" + EnvName(f.Name) + "]"
+			})
+		}
+		for _, sub := range c.Commands() {
+			visit(sub)
+		}
+	}
+	visit(root)
 }
 
 // EnvName returns the environment variable that sets flag name:
