@@ -45,8 +45,10 @@ func explainInput(err error, p policy.Policy) error {
 	case ie.Name == jobenv.VarJobImage && strings.Contains(ie.Rule, "is not allowed"):
 		return fmt.Errorf("VM image %q is not allowed by %s=%s: use an image matching one of these patterns or ask the runner admin to add one (%w)",
 			ie.Value, policy.FlagAllowedImages, strings.Join(p.AllowedImages, ","), err)
-	case strings.HasPrefix(ie.Name, "VM_") && (strings.Contains(ie.Rule, "exceeds the runner's") || strings.Contains(ie.Rule, "this runner allows")):
+	case strings.HasPrefix(ie.Name, "VM_") && strings.Contains(ie.Rule, "exceeds the runner's"):
 		return fmt.Errorf("%w: change %s in the job's variables (.gitlab-ci.yml) or ask the runner admin to raise the limit", err, ie.Name)
+	case strings.HasPrefix(ie.Name, "VM_") && strings.Contains(ie.Rule, "this runner allows"):
+		return fmt.Errorf("%w: change %s in the job's variables (.gitlab-ci.yml) or ask the runner admin to allow it", err, ie.Name)
 	}
 	return err
 }

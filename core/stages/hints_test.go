@@ -32,7 +32,7 @@ func TestExplainPolicy(t *testing.T) {
 		{name: "both at once, each explained", env: map[string]string{"CUSTOM_ENV_CI_JOB_IMAGE": "x", "CUSTOM_ENV_VM_CPU_REQUEST": "8"},
 			want: []string{`VM image "x" is not allowed`, "change VM_CPU_REQUEST"}},
 		{name: "machine type not allowed", env: map[string]string{"CUSTOM_ENV_VM_MACHINE_TYPE": "pc"},
-			want: []string{`VM_MACHINE_TYPE "pc": must be one of the machine types this runner allows: q35`, "change VM_MACHINE_TYPE"}},
+			want: []string{`VM_MACHINE_TYPE "pc": must be one of the machine types this runner allows: q35`, "change VM_MACHINE_TYPE", "ask the runner admin to allow it"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
