@@ -54,6 +54,9 @@ type prepareFlags struct {
 	nodeSelector, tolerations      []string
 	priorityClass                  string
 	timeout                        time.Duration
+	kernelBoot                     bool
+	kernelArgs, kernelPath         string
+	initrdPath                     string
 }
 
 func newPrepareCmd(g *globalOptions) *cobra.Command {
@@ -134,6 +137,10 @@ func (f *prepareFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.tolerations, "toleration", nil, "toleration key[=value][:Effect] (repeatable; without value: operator Exists)")
 	fl.StringVar(&f.priorityClass, "priority-class", "", "priorityClassName of the VMs")
 	fl.DurationVar(&f.timeout, "timeout", stages.DefaultPrepareTimeout, "bound of the whole stage")
+	fl.BoolVar(&f.kernelBoot, "kernel-boot", false, "boot the kernel and initrd inside the job's image directly (KubeVirt kernelBoot; microvm's images have no boot loader)")
+	fl.StringVar(&f.kernelArgs, "kernel-args", kube.DefaultKernelArgs, "kernel command line with --kernel-boot")
+	fl.StringVar(&f.kernelPath, "kernel-path", kube.DefaultKernelPath, "absolute path of the kernel inside the image, with --kernel-boot")
+	fl.StringVar(&f.initrdPath, "initrd-path", kube.DefaultInitrdPath, "absolute path of the initrd inside the image, with --kernel-boot (empty: none)")
 }
 
 // options parses and validates every flag, reporting all problems at once.
@@ -238,6 +245,9 @@ func (f *prepareFlags) options() (stages.PrepareOptions, error) {
 		Username: f.sshUser, Port: f.sshPort, Timezone: f.timezone,
 		NodeSelector: nodeSel, Tolerations: tols, PriorityClassName: f.priorityClass,
 		Timeout: f.timeout,
+	}
+	if f.kernelBoot {
+		opts.KernelBoot = &kube.KernelBoot{Args: f.kernelArgs, KernelPath: f.kernelPath, InitrdPath: f.initrdPath}
 	}
 	collect(opts.Validate())
 	return opts, errors.Join(errs...)

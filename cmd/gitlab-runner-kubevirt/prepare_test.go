@@ -6,6 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/kube"
 )
 
 func TestTolerations(t *testing.T) {
@@ -150,5 +152,45 @@ func TestPrepareFlagsReportEveryBadFlag(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}
+	}
+}
+
+func TestPrepareKernelBootFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want *kube.KernelBoot
+		err  string
+	}{
+		{name: "off by default", args: nil, want: nil},
+		{name: "defaults", args: []string{"--kernel-boot"}, want: &kube.KernelBoot{Args: "console=ttyS0 root=LABEL=rootfs rw", KernelPath: "/boot/vmlinuz", InitrdPath: "/boot/initrd.img"}},
+		{name: "custom", args: []string{"--kernel-boot", "--kernel-args", "console=ttyS0 quiet", "--kernel-path", "/k", "--initrd-path", ""},
+			want: &kube.KernelBoot{Args: "console=ttyS0 quiet", KernelPath: "/k"}},
+		{name: "paths ignored without kernel boot", args: []string{"--kernel-path", "relative"}, want: nil},
+		{name: "relative path", args: []string{"--kernel-boot", "--kernel-path", "boot/vmlinuz"}, err: `--kernel-path "boot/vmlinuz": must be an absolute path`},
+		{name: "control character", args: []string{"--kernel-boot", "--kernel-args", "a\x1bb"}, err: `--kernel-args "a\x1bb": must not contain control characters`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &prepareFlags{}
+			cmd := &cobra.Command{}
+			f.register(cmd)
+			if err := cmd.ParseFlags(append([]string{"--default-image", "registry.example.com/ci/debian:12"}, tt.args...)); err != nil {
+				t.Fatal(err)
+			}
+			opts, err := f.options()
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (opts.KernelBoot == nil) != (tt.want == nil) || (tt.want != nil && *opts.KernelBoot != *tt.want) {
+				t.Errorf("KernelBoot = %+v, want %+v", opts.KernelBoot, tt.want)
+			}
+		})
 	}
 }

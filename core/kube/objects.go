@@ -89,6 +89,10 @@ type Job struct {
 	NodeSelector      map[string]string
 	Tolerations       []corev1.Toleration
 	PriorityClassName string
+
+	// KernelBoot, when set, boots the guest's kernel directly
+	// (spec.domain.firmware.kernelBoot) from the job's image.
+	KernelBoot *KernelBoot
 }
 
 // Labels returns the labels put on both objects.
@@ -247,6 +251,12 @@ func (j *Job) VMI() (*kubevirtv1.VirtualMachineInstance, error) {
 			PriorityClassName:             j.PriorityClassName,
 			TerminationGracePeriodSeconds: ptr.To[int64](0),
 		},
+	}
+	if j.KernelBoot != nil {
+		if err := j.KernelBoot.Validate(); err != nil {
+			return nil, fmt.Errorf("vmi %s: kernel boot: %w", j.Names.VMI, err)
+		}
+		vmi.Spec.Domain.Firmware = j.KernelBoot.firmware(j.VM)
 	}
 	return vmi, nil
 }

@@ -58,6 +58,9 @@ type PrepareOptions struct {
 	NodeSelector      map[string]string
 	Tolerations       []corev1.Toleration
 	PriorityClassName string
+	// KernelBoot, when set, boots every VM with KubeVirt's direct kernel
+	// boot, kernel and initrd taken from the job's image (--kernel-boot).
+	KernelBoot *kube.KernelBoot
 
 	// Timeout bounds the whole stage (default DefaultPrepareTimeout).
 	Timeout time.Duration
@@ -91,6 +94,11 @@ func (o *PrepareOptions) Validate() error {
 	}
 	if err := naming.ValidatePrefix("--name-prefix", o.NamePrefix); err != nil {
 		errs = append(errs, err)
+	}
+	if o.KernelBoot != nil {
+		if err := o.KernelBoot.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -177,7 +185,7 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 		Boot: boot, OSPlugin: info.GetName(), Transport: opts.TransportPlugin,
 		Username: opts.Username, Credentials: creds, Port: opts.Port, TransportOptions: opts.TransportOptions,
 		NodeSelector: opts.NodeSelector, Tolerations: opts.Tolerations, PriorityClassName: opts.PriorityClassName,
-		Version: opts.Version,
+		Version: opts.Version, KernelBoot: opts.KernelBoot,
 	}
 	secret, err := spec.Secret()
 	if err != nil {
