@@ -97,6 +97,11 @@ func (r *EventRecorder) record(ctx context.Context, vmi *kubevirtv1.VirtualMachi
 // event builds the core/v1 Event.
 func (r *EventRecorder) event(vmi *kubevirtv1.VirtualMachineInstance, typ, reason, message string) *corev1.Event {
 	now := metav1.NewTime(r.now())
+	// Messages are built from names and error texts, never from
+	// credentials; this is a last guard should an error ever quote a key.
+	if strings.Contains(message, "PRIVATE KEY") {
+		message = "(message withheld: it contained key material)"
+	}
 	if len(message) > maxEventMessage {
 		message = message[:maxEventMessage-3] + "..."
 	}

@@ -65,6 +65,11 @@ func TestEventsOnRealAPIServer(t *testing.T) {
 			record: func(r *kube.EventRecorder, ctx context.Context) {
 				r.Warning(ctx, vmi, kube.ReasonCleanupFailed, "cancelled")
 			}},
+		{name: "key material is never recorded", typ: corev1.EventTypeWarning, reason: kube.ReasonCleanupStarted,
+			message: "(message withheld: it contained key material)",
+			record: func(r *kube.EventRecorder, ctx context.Context) {
+				r.Warning(ctx, vmi, kube.ReasonCleanupStarted, "bad: %s", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n")
+			}},
 		{name: "long message is cut", typ: corev1.EventTypeNormal, reason: kube.ReasonReady, message: strings.Repeat("x", 1021) + "...",
 			record: func(r *kube.EventRecorder, ctx context.Context) {
 				r.Normal(ctx, vmi, kube.ReasonReady, "%s", strings.Repeat("x", 5000))
