@@ -8,6 +8,7 @@
 #   make image     build the Debian guest image (cached by recipe hash)
 #   make containerdisk  the guest as a KubeVirt containerDisk archive in dist/
 #   make container  multi-arch image (linux/amd64, linux/arm64) as an OCI archive in dist/, without Docker
+#   make docs      regenerate the CLI reference in docs/cli
 #   make fuzz      run every fuzz target for FUZZTIME each
 #   make clean
 
@@ -27,7 +28,7 @@ TEST_TIMEOUT ?= 40m
 # Extra modules with their own go.mod (the example third-party plugin).
 EXAMPLE_MODULES := $(patsubst %/go.mod,%,$(wildcard examples/*/go.mod))
 
-.PHONY: image containerdisk container demo
+.PHONY: image containerdisk container demo docs docs-check
 .PHONY: all build test e2e unit lint vet staticcheck fmt-check generate generate-check deps kube-binaries fuzz clean help
 
 all: build
@@ -99,6 +100,14 @@ generate-check: generate
 
 container:
 	$(GO) run ./hack/container --version $(VERSION)
+
+# CLI reference in docs/cli, generated from the cobra commands. go test
+# (TestCLIDocs) fails when it is stale; docs-check says so without tests.
+docs:
+	$(GO) run ./hack/docs
+
+docs-check: docs
+	git diff --exit-code -- docs/cli
 
 fuzz:
 	@bash hack/fuzz.sh $(FUZZTIME)
