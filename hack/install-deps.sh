@@ -10,11 +10,12 @@
 #   openssh-server     a real sshd for the transport and lifecycle tests
 #   openssh-client     ssh/ssh-keygen for tests and benchmarks
 #   cloud-init         `cloud-init schema` validates every rendered user-data
+#   procps, passwd     pgrep; useradd/chpasswd for the throwaway test accounts
 set -euo pipefail
 if [ $# -gt 0 ]; then
   packages=("$@")
 else
-  packages=(protobuf-compiler openssh-server openssh-client cloud-init)
+  packages=(protobuf-compiler openssh-server openssh-client cloud-init procps passwd)
 fi
 missing=()
 for p in "${packages[@]}"; do
