@@ -13,17 +13,21 @@ import (
 //     not a group leader, so setsid needs no fork and $! is the group id),
 //     so the whole tree it starts can be signalled at once. Unlike `set -m`
 //     this works in dash too and prints no job notices.
-//   - sshd delivers a signal request only to its direct child, this shell.
-//     The traps forward TERM, INT or HUP to the script's group, followed by
+//   - sshd delivers a signal request with killpg to this shell's process
+//     group (OpenSSH session.c), which the script is no longer in. The
+//     traps forward TERM, INT or HUP to the script's group, followed by
 //     TERM (background commands of a script ignore INT, and nohup'd ones
-//     HUP); a second signal sends KILL. A signal that arrives before the
-//     script started is forwarded as soon as its pid is known.
+//     HUP, so the signal alone would leave them running); a second signal
+//     sends KILL. A signal that arrives before the script started is
+//     forwarded as soon as its pid is known.
 //   - The shell waits for the script and exits with its exit code; after a
 //     signal, it ends by that same signal, so the exit reports it.
 //   - stdout and stderr are not redirected: they stay separate streams.
 //
 // A SIGKILL of this shell cannot be forwarded (nothing can catch it); the
-// transport should send TERM first.
+// transport should send TERM, and TERM again, before KILL. OpenSSH before
+// 9.8 refuses signal requests in root sessions, another reason the job
+// user is not root.
 const RunCommand = `p= s=
 f() {
   if [ -n "$s" ]; then k=KILL; else s=$1; k=$1; fi
