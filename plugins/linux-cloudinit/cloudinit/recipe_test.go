@@ -379,3 +379,42 @@ func tail(s string) string {
 	}
 	return s
 }
+
+// TestReadinessCommandExitCodes runs ReadinessCommand against a stand-in
+// cloud-init that exits with the codes `cloud-init status --wait`
+// documents: 0 done, 1 error, 2 done with recoverable errors (23.4+). It
+// tests the command's own mapping; the real cloud-init cannot finish a boot
+// here.
+func TestReadinessCommandExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		status, want int
+		long         bool
+	}{
+		{status: 0, want: 0},
+		{status: 2, want: 0},
+		{status: 1, want: 1, long: true},
+		{status: 3, want: 3, long: true},
+	} {
+		for _, shell := range shells {
+			t.Run(fmt.Sprintf("%s/status %d", shell, tc.status), func(t *testing.T) {
+				t.Parallel()
+				bin := t.TempDir()
+				stub := fmt.Sprintf("#!/bin/sh\ncase \"$*\" in\n\"status --wait\") echo ...; exit %d ;;\n\"status --long\") echo 'status: error (long)'; exit %d ;;\nesac\necho \"unexpected arguments: $*\" >&2\nexit 99\n", tc.status, tc.status)
+				if err := os.WriteFile(filepath.Join(bin, "cloud-init"), []byte(stub), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				cmd, stdout, stderr := startShell(t, shell, "PATH="+bin+":$PATH\n"+cloudinit.ReadinessCommand)
+				ws := waitExit(t, cmd)
+				if ws.ExitStatus() != tc.want {
+					t.Errorf("exit status %d, want %d (stderr %q)", ws.ExitStatus(), tc.want, stderr.String())
+				}
+				if got := stdout.String(); got != "" {
+					t.Errorf("stdout = %q, want nothing (the progress dots are dropped)", got)
+				}
+				if has := strings.Contains(stderr.String(), "status: error (long)"); has != tc.long {
+					t.Errorf("stderr %q: long status shown %v, want %v", stderr.String(), has, tc.long)
+				}
+			})
+		}
+	}
+}
