@@ -6,14 +6,18 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"encoding/pem"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
 
@@ -111,4 +115,43 @@ func PyYAML(t testing.TB, doc []byte) any {
 		t.Fatalf("PyYAML output: %v", err)
 	}
 	return v
+}
+
+// BuildVersioned builds the plugin main package pkg with
+// -ldflags "-X main.version=<version>" into a temporary directory and
+// returns the binary's path.
+func BuildVersioned(t testing.TB, pkg, name, version string) string {
+	t.Helper()
+	gobin := RequireTool(t, "go", "golang (or a Go toolchain on PATH)")
+	out := filepath.Join(t.TempDir(), pluginapi.BinaryPrefix+name)
+	cmd := exec.Command(gobin, "build", "-o", out, "-ldflags", "-X main.version="+version, pkg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build -o %s -ldflags -X main.version=%s %s: %v\n%s", out, version, pkg, err, b)
+	}
+	return out
+}
+
+// LaunchInfo starts the plugin binary at path the way the core does
+// (pinned sha256, go-plugin handshake) and returns its GetInfo answer.
+func LaunchInfo(t testing.TB, path string) *pluginv1.PluginInfo {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	p, err := pluginapi.Launch(t.Context(), pluginapi.LaunchOptions{Path: path, SHA256: sum[:]})
+	if err != nil {
+		t.Fatalf("launch %s: %v", path, err)
+	}
+	defer p.Close()
+	info, err := p.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := info.GetInfo(t.Context())
+	if err != nil {
+		t.Fatalf("GetInfo: %v", err)
+	}
+	return resp
 }
