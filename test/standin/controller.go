@@ -64,6 +64,11 @@ type Options struct {
 	// OnEvent, when set, is called for every step a VMI takes, from the
 	// goroutine driving that VMI; it must return quickly.
 	OnEvent func(Event)
+	// Mode is ModeSSHD (default: a host sshd per VMI) or ModeQEMU (a real
+	// guest per VMI, configured by QEMU; see qemu.go).
+	Mode Mode
+	// QEMU configures ModeQEMU.
+	QEMU QEMUOptions
 }
 
 // EventType names a step of a VMI's life in the stand-in.
@@ -105,6 +110,8 @@ type Controller struct {
 	mu     sync.Mutex
 	guests map[types.UID]*guest
 	byName map[string]*guest
+	// qemu is ModeQEMU's shared state (the detected accelerator).
+	qemu qemuBackend
 	// changed is closed and replaced whenever a guest's state changes.
 	changed  chan struct{}
 	stopping bool
@@ -145,7 +152,7 @@ func (opts *Options) validate() error {
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
-	return nil
+	return opts.validateMode()
 }
 
 // Start lists the namespace's VMIs, then watches them and drives every new

@@ -37,6 +37,20 @@
 // boot sshd late ([DelaySSH]), or run without an address ([NoIP]). Fault
 // tests reach a VMI's sshd with [Controller.SSHD] to Kill or Pause it.
 //
+// With [Options.Mode] = [ModeQEMU] the stand-in boots a real guest for
+// each VMI instead (see [QEMUOptions]): an [ImageMap] resolves the VMI's
+// containerDisk image to a microvm/ image (built and cached on first use),
+// the seed is built from the VMI's cloud-init volume like virt-launcher
+// builds it (NoCloud or ConfigDrive; meta-data instance-id = the VMI's
+// UID, local-hostname = its name), QEMU runs with the VMI's vCPUs and
+// memory and forwards <ip>:22 to the guest. The VMI is Running with its
+// address once QEMU runs, before the guest OS is up, as in KubeVirt; a
+// guest that does not answer SSH within QEMUOptions.BootTimeout fails the
+// VMI with its console's tail in status.reason. Guests get QEMU's user
+// network with restrict=on: they reach nothing outside (no DNS, no
+// package mirrors, no Git server); jobs see only what the seed and the
+// image bring.
+//
 // Watch expiry and API server restarts are handled by client-go's informer
 // (list, then watch, re-list on "resource version too old").
 //

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/qemu"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/sshd"
 )
 
@@ -46,6 +47,7 @@ type guest struct {
 	// Written by the guest's goroutine, read under Controller.mu.
 	ip     netip.Addr
 	server *sshd.Server
+	vm     *qemu.VM // ModeQEMU's guest
 }
 
 func newGuest(vmi *kubevirtv1.VirtualMachineInstance, b Behaviour) *guest {
@@ -121,6 +123,9 @@ func (c *Controller) drive(g *guest) error {
 
 	if b.FailReason != "" {
 		return c.fail(g, b.FailReason)
+	}
+	if c.opts.Mode == ModeQEMU {
+		return c.driveQEMU(g)
 	}
 
 	// The guest boots: cloud-init reads the first-boot data.
@@ -355,6 +360,9 @@ func (c *Controller) teardown(g *guest) {
 		if err := srv.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("stop sshd: %w", err))
 		}
+	}
+	if err := c.stopVM(g); err != nil {
+		errs = append(errs, err)
 	}
 	if ip.IsValid() {
 		c.pool.release(ip)
