@@ -271,6 +271,22 @@ func (c *Controller) QEMUPid(name string) (int, bool) {
 	return g.vm.Pid(), true
 }
 
+// Seed returns the first-boot data ModeQEMU gives the VMI called name:
+// what its cloud-init volume references, with KubeVirt's meta-data. It
+// works in either mode (tests check the seed of guests they cannot boot,
+// such as Windows). The result holds the job's secrets.
+func (c *Controller) Seed(ctx context.Context, name string) (*qemu.Seed, error) {
+	vmi, err := c.vmis.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("seed of vmi %s/%s: %w", c.opts.Namespace, name, err)
+	}
+	seed, err := c.seed(ctx, vmi)
+	if err != nil {
+		return nil, fmt.Errorf("seed of vmi %s/%s: %w", c.opts.Namespace, name, err)
+	}
+	return seed, nil
+}
+
 // guestImage resolves the VMI's containerDisk image through the image map
 // and loads (or builds) the local image.
 func (c *Controller) guestImage(ctx context.Context, vmi *kubevirtv1.VirtualMachineInstance) (*microvm.Image, error) {
