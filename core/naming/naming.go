@@ -90,3 +90,25 @@ func ForJob(prefix, runnerID, jobID string) (Names, error) {
 
 // SecretName returns the credential Secret's name for a VMI name.
 func SecretName(vmi string) string { return vmi + SecretSuffix }
+
+// Hostname returns the guest hostname for a job's VMI, at most limit
+// characters (0 or more than 63: a DNS label's 63). It is the VMI name when
+// that fits, else "ci-<job id>", else "j" and the job id's last digits:
+// short guests (Windows computer names have at most 15 characters) still
+// get a name that tells jobs apart.
+func Hostname(vmi, jobID string, limit int) string {
+	if limit <= 0 || limit > validation.DNS1123LabelMaxLength {
+		limit = validation.DNS1123LabelMaxLength
+	}
+	limit = max(limit, 2)
+	if len(vmi) <= limit {
+		return vmi
+	}
+	if short := "ci-" + jobID; len(short) <= limit {
+		return short
+	}
+	if len(jobID) > limit-1 {
+		jobID = jobID[len(jobID)-(limit-1):]
+	}
+	return "j" + jobID
+}

@@ -126,3 +126,32 @@ func FuzzLabelValue(f *testing.F) {
 		}
 	})
 }
+
+func TestHostname(t *testing.T) {
+	tests := []struct {
+		name  string
+		vmi   string
+		jobID string
+		limit int
+		want  string
+	}{
+		{"fits: the VMI name", "runner-12-3456789", "3456789", 0, "runner-12-3456789"},
+		{"fits within the limit", "runner-1-2", "2", 15, "runner-1-2"},
+		{"windows: ci-<job id>", "runner-12-3456789", "3456789", 15, "ci-3456789"},
+		{"windows, long job id: last digits", "runner-12-1234567890123456789", "1234567890123456789", 15, "j67890123456789"},
+		{"job id one short of ci- fitting", "runner-1-1234567890123", "1234567890123", 15, "j1234567890123"},
+		{"limit above a DNS label", "runner-12-3456789", "3456789", 100, "runner-12-3456789"},
+		{"tiny limit", "runner-12-3456789", "3456789", 1, "j9"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Hostname(tt.vmi, tt.jobID, tt.limit)
+			if got != tt.want {
+				t.Fatalf("Hostname(%q, %q, %d) = %q, want %q", tt.vmi, tt.jobID, tt.limit, got, tt.want)
+			}
+			if errs := validation.IsDNS1123Label(got); len(errs) > 0 {
+				t.Fatalf("Hostname %q is not a DNS label: %v", got, errs)
+			}
+		})
+	}
+}

@@ -169,7 +169,7 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 			PublicKey:  creds.Host.Public,
 		},
 		Password:   creds.Password,
-		Hostname:   names.VMI,
+		Hostname:   naming.Hostname(names.VMI, job.JobID, int(info.GetMaxHostnameLength())),
 		Timezone:   opts.Timezone,
 		Options:    opts.OSOptions,
 		InstanceId: names.VMI + "-" + rand.String(8),

@@ -249,6 +249,10 @@ type PluginInfo struct {
 	// guest's first-boot tool accepts (Cloudbase-Init: 20). Zero means no
 	// limit; the core then generates 32 characters.
 	MaxPasswordLength uint32 `protobuf:"varint,9,opt,name=max_password_length,json=maxPasswordLength,proto3" json:"max_password_length,omitempty"`
+	// OS plugins: the longest hostname the guest accepts (Windows computer
+	// names, NetBIOS: 15). Zero means a DNS label's 63. The core shortens
+	// the hostname it sends to fit.
+	MaxHostnameLength uint32 `protobuf:"varint,10,opt,name=max_hostname_length,json=maxHostnameLength,proto3" json:"max_hostname_length,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -342,6 +346,13 @@ func (x *PluginInfo) GetDescription() string {
 func (x *PluginInfo) GetMaxPasswordLength() uint32 {
 	if x != nil {
 		return x.MaxPasswordLength
+	}
+	return 0
+}
+
+func (x *PluginInfo) GetMaxHostnameLength() uint32 {
+	if x != nil {
+		return x.MaxHostnameLength
 	}
 	return 0
 }
@@ -1586,7 +1597,7 @@ var File_plugin_proto protoreflect.FileDescriptor
 const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\fplugin.proto\x12\x1egitlabrunnerkubevirt.plugin.v1\"\x10\n" +
-	"\x0eGetInfoRequest\"\xc2\x02\n" +
+	"\x0eGetInfoRequest\"\xf2\x02\n" +
 	"\n" +
 	"PluginInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x128\n" +
@@ -1597,7 +1608,9 @@ const file_plugin_proto_rawDesc = "" +
 	"\tos_family\x18\x06 \x01(\tR\bosFamily\x12\x16\n" +
 	"\x06shells\x18\a \x03(\tR\x06shells\x12 \n" +
 	"\vdescription\x18\b \x01(\tR\vdescription\x12.\n" +
-	"\x13max_password_length\x18\t \x01(\rR\x11maxPasswordLength\"\x0f\n" +
+	"\x13max_password_length\x18\t \x01(\rR\x11maxPasswordLength\x12.\n" +
+	"\x13max_hostname_length\x18\n" +
+	" \x01(\rR\x11maxHostnameLength\"\x0f\n" +
 	"\rHealthRequest\"\xd3\x01\n" +
 	"\x0eHealthResponse\x12J\n" +
 	"\x05state\x18\x01 \x01(\x0e24.gitlabrunnerkubevirt.plugin.v1.HealthResponse.StateR\x05state\x12 \n" +

@@ -56,6 +56,8 @@ func (p *Plugin) GetInfo(context.Context) (*pluginv1.PluginInfo, error) {
 		Description:  "Cloudbase-Init (ConfigDrive) user-data for Windows guests with OpenSSH: an administrator, its key and password, the per-job host key",
 		// The core generates passwords that Cloudbase-Init accepts.
 		MaxPasswordLength: MaxPassword,
+		// Computer names are NetBIOS names: the core shortens its hostname.
+		MaxHostnameLength: MaxHostname,
 	}, nil
 }
 
