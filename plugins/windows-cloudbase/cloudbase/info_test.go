@@ -22,6 +22,7 @@ func TestGetInfo(t *testing.T) {
 			ApiVersions: []uint32{1}, Capabilities: []string{"password", "config-drive", "host-key"},
 			OsFamily: "windows", Shells: []string{"pwsh", "powershell"}, Description: info.GetDescription(),
 			MaxPasswordLength: 20,
+			MaxHostnameLength: 15,
 		}
 		if !proto.Equal(info, want) || info.GetDescription() == "" {
 			t.Errorf("GetInfo = %v, want %v with a description", info, want)
