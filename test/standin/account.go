@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Account is a throwaway host account that plays the guest's login user in
@@ -121,11 +124,69 @@ func (a *Account) setup() error {
 	return nil
 }
 
-// Remove deletes the account and its home directory, even while one of
-// its processes still runs.
+// Remove ends the account's processes, deletes its files in the shared
+// temporary directories, then the account and its home directory.
 func (a *Account) Remove(ctx context.Context) error {
+	resetErr := a.Reset()
 	if err := runSbin(ctx, "userdel", "--force", "--remove", a.Name); err != nil {
-		return fmt.Errorf("remove the stand-in's guest account %s: %w", a.Name, err)
+		return errors.Join(resetErr, fmt.Errorf("remove the stand-in's guest account %s: %w", a.Name, err))
+	}
+	return resetErr
+}
+
+// sharedTempDirs are the directories every "guest" of this host shares;
+// a real VM has its own.
+var sharedTempDirs = []string{"/tmp", "/var/tmp", "/dev/shm"}
+
+// keepInHome are the home entries Reset keeps: the account's setup.
+var keepInHome = map[string]bool{".bashrc": true, ".standin": true, ".profile": true, ".bash_logout": true}
+
+// Reset makes the account look like the login of a freshly booted VM:
+// every process of the account is killed, its home is emptied except for
+// its shell setup, and its entries in /tmp, /var/tmp and /dev/shm are
+// deleted. The stand-in calls it when the last guest logged in as the
+// account powers off (see [Options.Accounts]).
+func (a *Account) Reset() error {
+	u, err := user.Lookup(a.Name)
+	if err != nil {
+		return fmt.Errorf("reset the stand-in's guest account %s: %w", a.Name, err)
+	}
+	uid, err := strconv.Atoi(u.Uid)
+	if err != nil || uid == 0 {
+		return fmt.Errorf("reset the stand-in's guest account %s: uid %q is not a throwaway account's", a.Name, u.Uid)
+	}
+	var errs []error
+	if err := killMatching(func(pid int) bool { return procUID(pid) == uid }); err != nil {
+		errs = append(errs, fmt.Errorf("kill the processes of %s: %w", a.Name, err))
+	}
+	entries, err := os.ReadDir(a.Home)
+	if err != nil && !os.IsNotExist(err) {
+		errs = append(errs, err)
+	}
+	for _, e := range entries {
+		if !keepInHome[e.Name()] {
+			if err := os.RemoveAll(filepath.Join(a.Home, e.Name())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, dir := range sharedTempDirs {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			p := filepath.Join(dir, e.Name())
+			var st unix.Stat_t
+			if unix.Lstat(p, &st) == nil && int(st.Uid) == uid {
+				if err := os.RemoveAll(p); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("reset the stand-in's guest account %s: %w", a.Name, err)
 	}
 	return nil
 }

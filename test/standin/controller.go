@@ -69,6 +69,12 @@ type Options struct {
 	Mode Mode
 	// QEMU configures ModeQEMU.
 	QEMU QEMUOptions
+	// Accounts are throwaway guest accounts (see [CreateAccount]) the
+	// stand-in may reset in ModeSSHD: when the last running guest logged
+	// in as one of them powers off, [Account.Reset] kills all its
+	// processes and empties its home and its files in /tmp, so the next
+	// VMI starts as fresh as a new VM. Other logins are never reset.
+	Accounts []*Account
 }
 
 // EventType names a step of a VMI's life in the stand-in.
@@ -106,10 +112,13 @@ type Controller struct {
 	cancelInformer context.CancelFunc
 	informerDone   chan struct{}
 
-	wg     sync.WaitGroup // guest goroutines and finalizer removals
-	mu     sync.Mutex
-	guests map[types.UID]*guest
-	byName map[string]*guest
+	wg sync.WaitGroup // guest goroutines and finalizer removals
+	// accountMu orders guests logging in as an account against that
+	// account's reset; guests[*].user is written under it.
+	accountMu sync.Mutex
+	mu        sync.Mutex
+	guests    map[types.UID]*guest
+	byName    map[string]*guest
 	// qemu is ModeQEMU's shared state (the detected accelerator).
 	qemu qemuBackend
 	// changed is closed and replaced whenever a guest's state changes.

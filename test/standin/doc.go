@@ -28,9 +28,14 @@
 // is done.
 //
 // Like KubeVirt, the stand-in puts a finalizer on each VMI it drives. When a
-// VMI is deleted it stops the VMI's sshd (killing every session process, as
-// a powered-off guest would), releases the address and removes the
-// finalizer, so the VMI disappears only after its "guest" is gone.
+// VMI is deleted it powers the "guest" off: it stops the VMI's sshd and
+// kills every process its sessions started, including those left running
+// in the background (found by the SSH_CONNECTION they inherited), releases
+// the address and removes the finalizer, so the VMI disappears only after
+// its guest is gone. All guests share the host's /tmp and the login's
+// home; for logins listed in [Options.Accounts] the last guest's power-off
+// also resets the account ([Account.Reset]), so jobs run one after another
+// each find a fresh "VM".
 //
 // Tests choose a [Behaviour] per VMI with [Options.Behaviour]: fail
 // ([Fail]), stay unschedulable ([Unschedulable]), run late ([DelayRunning]),

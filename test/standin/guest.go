@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os/user"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +49,8 @@ type guest struct {
 	ip     netip.Addr
 	server *sshd.Server
 	vm     *qemu.VM // ModeQEMU's guest
+	// user is the login of a booted guest, under Controller.accountMu.
+	user string
 }
 
 func newGuest(vmi *kubevirtv1.VirtualMachineInstance, b Behaviour) *guest {
@@ -136,6 +139,9 @@ func (c *Controller) drive(g *guest) error {
 		}
 		return c.fail(g, "guest first boot failed: "+err.Error())
 	}
+	c.accountMu.Lock()
+	g.user = gc.User
+	c.accountMu.Unlock()
 	if !sleep(ctx, b.RunningDelay) {
 		return nil
 	}
@@ -360,12 +366,21 @@ func (c *Controller) teardown(g *guest) {
 		if err := srv.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("stop sshd: %w", err))
 		}
+		// What a session left running in the background is no longer
+		// sshd's descendant; a powered-off VM takes it down too.
+		addr := ip.String() + " " + strconv.Itoa(c.opts.SSHPort)
+		if err := killMatching(func(pid int) bool { return sshSessionOf(pid, addr) }); err != nil {
+			errs = append(errs, fmt.Errorf("kill the guest's sessions: %w", err))
+		}
 	}
 	if err := c.stopVM(g); err != nil {
 		errs = append(errs, err)
 	}
 	if ip.IsValid() {
 		c.pool.release(ip)
+	}
+	if err := c.resetAccount(g); err != nil {
+		errs = append(errs, err)
 	}
 	c.mu.Lock()
 	g.server, g.ip = nil, netip.Addr{}
@@ -393,6 +408,36 @@ func (c *Controller) teardown(g *guest) {
 	defer c.mu.Unlock()
 	delete(c.guests, g.uid)
 	c.notifyLocked()
+}
+
+// resetAccount resets g's login account if it is one of Options.Accounts
+// and no other guest logged in as it is still running.
+func (c *Controller) resetAccount(g *guest) error {
+	c.accountMu.Lock()
+	defer c.accountMu.Unlock()
+	user := g.user
+	g.user = ""
+	if user == "" {
+		return nil
+	}
+	var acct *Account
+	for _, a := range c.opts.Accounts {
+		if a != nil && a.Name == user {
+			acct = a
+		}
+	}
+	if acct == nil {
+		return nil
+	}
+	c.mu.Lock()
+	for _, other := range c.guests {
+		if other != g && other.user == user {
+			c.mu.Unlock()
+			return nil
+		}
+	}
+	c.mu.Unlock()
+	return acct.Reset()
 }
 
 // removeFinalizer removes the stand-in's finalizer from VMI name if it is

@@ -48,24 +48,28 @@ type fixture struct {
 // the behaviour per VMI (nil: normal).
 func newFixture(t *testing.T, e *kubeenv.Env, behaviour standin.BehaviourFunc) *fixture {
 	t.Helper()
+	return newFixtureWith(t, e, standin.Options{Behaviour: behaviour})
+}
+
+// newFixtureWith is newFixture with more options; the fixture fills in
+// Config, Namespace, Logf and OnEvent.
+func newFixtureWith(t *testing.T, e *kubeenv.Env, opts standin.Options) *fixture {
+	t.Helper()
 	ns, err := e.NewNamespace(t.Context(), "standin-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := newClients(t, e, ns)
-	f.ctl, err = standin.Start(t.Context(), standin.Options{
-		Config:    e.AdminConfig(),
-		Namespace: ns,
-		Behaviour: behaviour,
-		// Stop (in t.Cleanup) returns only after the last log line, so
-		// t.Logf is never called after the test ended.
-		Logf: t.Logf,
-		OnEvent: func(ev standin.Event) {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			f.events = append(f.events, ev)
-		},
-	})
+	opts.Config, opts.Namespace = e.AdminConfig(), ns
+	// Stop (in t.Cleanup) returns only after the last log line, so t.Logf
+	// is never called after the test ended.
+	opts.Logf = t.Logf
+	opts.OnEvent = func(ev standin.Event) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.events = append(f.events, ev)
+	}
+	f.ctl, err = standin.Start(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

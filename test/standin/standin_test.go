@@ -451,8 +451,10 @@ func TestStartValidatesOptions(t *testing.T) {
 	}
 }
 
-// TestAccount logs in to a stand-in guest as a throwaway account and runs
-// the OS plugin's readiness check the way prepare does.
+// TestAccount logs in to a stand-in guest as a throwaway account, runs the
+// OS plugin's readiness check the way prepare does, and checks that the
+// guest's power-off takes down what its sessions left running and resets
+// the account, so the next VMI starts fresh.
 func TestAccount(t *testing.T) {
 	acct, err := standin.CreateAccount(t.Context())
 	if err != nil {
@@ -466,7 +468,7 @@ func TestAccount(t *testing.T) {
 			}
 		}
 	})
-	f := newFixture(t, env, nil)
+	f := newFixtureWith(t, env, standin.Options{Accounts: []*standin.Account{acct}})
 	j := newJob(t, "job-account")
 	j.user = acct.Name
 	f.create(t, j, j.userData(t, true))
@@ -486,15 +488,69 @@ func TestAccount(t *testing.T) {
 		t.Errorf("cloud-init status --long said %q", got)
 	}
 
+	// Leave things behind, as a job would: an orphaned background process,
+	// files in /tmp and in the home directory.
+	marker := fmt.Sprintf("sleep %d.%03d", 3000+time.Now().Unix()%1000, time.Now().Nanosecond()%1000)
+	tmpFile := fmt.Sprintf("/tmp/standin-account-test-%d", time.Now().UnixNano())
+	output(t, c, fmt.Sprintf("nohup %s >/dev/null 2>&1 & touch %s ~/leftover; mkdir -p ~/builds/group/project", marker, tmpFile))
+	for deadline := time.Now().Add(waitLimit); len(pidsWithCmdline(marker)) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q never started", marker)
+		}
+	}
+	c.Close()
+
 	if err := f.virt.KubevirtV1().VirtualMachineInstances(f.ns).Delete(t.Context(), j.name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	f.waitGone(t, j.name)
+	if pids := pidsWithCmdline(marker); len(pids) > 0 {
+		t.Errorf("the guest's background %q (pids %v) survived its power-off", marker, pids)
+	}
+	for _, p := range []string{tmpFile, acct.Home + "/leftover", acct.Home + "/builds"} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s survived the guest's power-off (%v)", p, err)
+		}
+	}
+	if _, err := os.Stat(acct.Home + "/.bashrc"); err != nil {
+		t.Errorf("the account's shell setup is gone: %v", err)
+	}
+
 	if err := acct.Remove(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	removed = true
 	if _, err := os.Stat(acct.Home); !os.IsNotExist(err) {
 		t.Errorf("home %s survived Remove (%v)", acct.Home, err)
+	}
+}
+
+// TestBackgroundProcessOfAnotherLogin checks that a guest's power-off also
+// ends what its sessions left in the background when the login is not a
+// throwaway account (it is never reset): the processes are found by the
+// SSH_CONNECTION their session gave them.
+func TestBackgroundProcessOfAnotherLogin(t *testing.T) {
+	f := newFixture(t, env, nil)
+	j := newJob(t, "job-orphan")
+	f.create(t, j, j.userData(t, true))
+	v := f.waitVMI(t, j.name, "Running", running)
+	c, err := dial(net.JoinHostPort(v.Status.Interfaces[0].IP, "22"), j.user, j.client, j.host.AuthorizedKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := fmt.Sprintf("sleep %d.%03d", 6000+time.Now().Unix()%1000, time.Now().Nanosecond()%1000)
+	output(t, c, fmt.Sprintf("nohup %s >/dev/null 2>&1 &", marker))
+	c.Close()
+	for deadline := time.Now().Add(waitLimit); len(pidsWithCmdline(marker)) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q never started", marker)
+		}
+	}
+	if err := f.virt.KubevirtV1().VirtualMachineInstances(f.ns).Delete(t.Context(), j.name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitGone(t, j.name)
+	if pids := pidsWithCmdline(marker); len(pids) > 0 {
+		t.Errorf("the guest's background %q (pids %v) survived its power-off", marker, pids)
 	}
 }
