@@ -262,7 +262,7 @@ func createJob(t *testing.T, ns, jobID string, created time.Time, ttl time.Durat
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds, err := credentials.Generate(nil, 0)
+	creds, err := credentials.Generate(nil, 0, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,8 +74,10 @@ func (s Set) GoString() string { return "credentials.Set{" + s.String() + "}" }
 
 // Generate creates a fresh Set from r (crypto/rand.Reader when nil), with a
 // password of passwordLength characters when passwordLength > 0 (see
-// PasswordLengthFor).
-func Generate(r io.Reader, passwordLength int) (*Set, error) {
+// PasswordLengthFor). The password never contains username (Windows'
+// complexity rule refuses a password holding an account name of three or
+// more characters, in any case).
+func Generate(r io.Reader, passwordLength int, username string) (*Set, error) {
 	if r == nil {
 		r = rand.Reader
 	}
@@ -88,12 +90,18 @@ func Generate(r io.Reader, passwordLength int) (*Set, error) {
 		return nil, fmt.Errorf("generate host key: %w", err)
 	}
 	s := &Set{Client: client, Host: host}
-	if passwordLength > 0 {
+	for passwordLength > 0 && (s.Password == "" || containsFold(s.Password, username)) {
 		if s.Password, err = NewPassword(r, passwordLength); err != nil {
 			return nil, fmt.Errorf("generate password: %w", err)
 		}
 	}
 	return s, nil
+}
+
+// containsFold reports whether name, when it has three characters or more,
+// occurs in password regardless of case.
+func containsFold(password, name string) bool {
+	return len(name) >= 3 && strings.Contains(strings.ToLower(password), strings.ToLower(name))
 }
 
 // NewKeyPair generates an ed25519 key pair from r (crypto/rand.Reader when

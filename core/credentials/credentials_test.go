@@ -2,7 +2,10 @@ package credentials
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -22,7 +25,7 @@ func TestGenerate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := Generate(nil, tt.passwordLength)
+			s, err := Generate(nil, tt.passwordLength, "runner")
 			if err != nil {
 				t.Fatalf("Generate: %v", err)
 			}
@@ -59,11 +62,11 @@ func TestGenerate(t *testing.T) {
 }
 
 func TestGenerateIsFreshEachTime(t *testing.T) {
-	a, err := Generate(nil, PasswordLength)
+	a, err := Generate(nil, PasswordLength, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Generate(nil, PasswordLength)
+	b, err := Generate(nil, PasswordLength, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +127,7 @@ func TestNewPasswordRefusesTooShort(t *testing.T) {
 }
 
 func TestFormattingNeverPrintsSecrets(t *testing.T) {
-	s, err := Generate(nil, PasswordLength)
+	s, err := Generate(nil, PasswordLength, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +137,52 @@ func TestFormattingNeverPrintsSecrets(t *testing.T) {
 			if strings.Contains(out, "PRIVATE KEY") || strings.Contains(out, s.Password) {
 				t.Errorf("fmt %s of %T leaks a secret: %s", format, v, out)
 			}
+		}
+	}
+}
+
+// TestGenerateAvoidsTheUsername feeds Generate random bytes for the two
+// keys, then bytes that make the first password contain the username: the
+// password returned must be a later, clean one.
+func TestGenerateAvoidsTheUsername(t *testing.T) {
+	first := "Abc2-" + strings.Repeat("x", MinPasswordLength-5)
+	var crafted []byte
+	for _, c := range []byte(first) {
+		crafted = append(crafted, byte(strings.IndexByte(pluginapi.PasswordAlphabet, c)))
+	}
+	keySeeds := make([]byte, 2*ed25519.SeedSize)
+	if _, err := rand.Read(keySeeds); err != nil {
+		t.Fatal(err)
+	}
+	r := io.MultiReader(bytes.NewReader(keySeeds), bytes.NewReader(crafted), rand.Reader)
+	s, err := Generate(r, MinPasswordLength, "aBC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.ToLower(s.Password), "abc") {
+		t.Fatalf("password contains the username: %s", s.Password)
+	}
+	// Control: without a username the crafted password is the one returned.
+	r = io.MultiReader(bytes.NewReader(keySeeds), bytes.NewReader(crafted), rand.Reader)
+	if s, err = Generate(r, MinPasswordLength, ""); err != nil || s.Password != first {
+		t.Fatalf("crafted bytes did not produce the crafted password (%v): the test no longer steers the generator", err)
+	}
+}
+
+func TestContainsFold(t *testing.T) {
+	tests := []struct {
+		password, name string
+		want           bool
+	}{
+		{"xxRunnerxx", "runner", true},
+		{"xxRUNNERxx", "runner", true},
+		{"xxabxx", "ab", false}, // Windows ignores names shorter than 3
+		{"xxabcxx", "", false},
+		{"xxabcxx", "abd", false},
+	}
+	for _, tt := range tests {
+		if got := containsFold(tt.password, tt.name); got != tt.want {
+			t.Errorf("containsFold(%q, %q) = %t, want %t", tt.password, tt.name, got, tt.want)
 		}
 	}
 }

@@ -29,7 +29,7 @@ func job(t testing.TB, ns, runnerID, jobID string, created time.Time, ttl time.D
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds, err := credentials.Generate(nil, 0)
+	creds, err := credentials.Generate(nil, 0, "")
 	if err != nil {
 		t.Fatal(err)
 	}

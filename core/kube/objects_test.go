@@ -29,7 +29,7 @@ func testJob(t testing.TB, ns string, runnerID, jobID string, ds pluginv1.Dataso
 	if password {
 		passwordLength = credentials.PasswordLength
 	}
-	creds, err := credentials.Generate(nil, passwordLength)
+	creds, err := credentials.Generate(nil, passwordLength, "runner")
 	if err != nil {
 		t.Fatal(err)
 	}

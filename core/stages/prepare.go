@@ -156,7 +156,7 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	if err != nil {
 		return SystemFailure(fmt.Errorf("OS plugin %q: %w", info.GetName(), err))
 	}
-	creds, err := credentials.Generate(nil, passwordLength)
+	creds, err := credentials.Generate(nil, passwordLength, opts.Username)
 	if err != nil {
 		return SystemFailure(err)
 	}
@@ -232,23 +232,48 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	}
 	logf("VMI running with IP %s", st.IP)
 
+	// KubeVirt reports Running before the guest OS is up: a guest that dies
+	// while booting (the VMI turns Failed) ends the waits below with
+	// KubeVirt's reason instead of the transport's timeout.
+	gctx, gcancel := context.WithCancelCause(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		if ferr := clients.WatchFailure(gctx, names.VMI); ferr != nil {
+			gcancel(ferr)
+		}
+	}()
+	defer func() {
+		gcancel(nil)
+		<-watchDone
+	}()
+	guestFailed := func(err error) error {
+		if cause := context.Cause(gctx); cause != nil && ctx.Err() == nil && (errors.Is(cause, kube.ErrVMIDeleted) || errors.As(cause, new(*kube.FailedError))) {
+			return SystemFailure(fmt.Errorf("VM %s stopped while its guest booted: %w", names.VMI, cause))
+		}
+		return err
+	}
+
 	target := &pluginv1.Target{
 		Host: st.IP, Port: uint32(opts.Port), Username: opts.Username,
 		PrivateKey: creds.Client.PrivatePEM, Password: creds.Password,
 		HostKeys: []string{creds.Host.Public}, Options: opts.TransportOptions,
 	}
-	attempts, err := transport.WaitReady(ctx, target)
+	attempts, err := transport.WaitReady(gctx, target)
 	if err != nil {
-		return SystemFailure(fmt.Errorf("reach VM %s at %s:%d with %s: %s\n%s", names.VMI, st.IP, opts.Port, opts.TransportPlugin,
-			pluginapi.ErrorMessage(err), unreachableHint(clients.Namespace, names.VMI, opts.Port, opts.TransportPlugin)))
+		return guestFailed(SystemFailure(fmt.Errorf("reach VM %s at %s:%d with %s: %s\n%s", names.VMI, st.IP, opts.Port, opts.TransportPlugin,
+			pluginapi.ErrorMessage(err), unreachableHint(clients.Namespace, names.VMI, opts.Port, opts.TransportPlugin))))
 	}
 	logf("VM reachable over %s at %s:%d (%d attempts)", opts.TransportPlugin, st.IP, opts.Port, attempts)
 
 	if cmd := boot.GetRecipe().GetReadinessCommand(); cmd != "" {
 		logf("Waiting for first-boot configuration: %s", firstLine(cmd))
-		exit, err := transport.Exec(ctx, &pluginv1.ExecStart{Target: target, Command: cmd}, pluginapi.ExecIO{Stdout: out, Stderr: out})
+		exit, err := transport.Exec(gctx, &pluginv1.ExecStart{Target: target, Command: cmd}, pluginapi.ExecIO{Stdout: out, Stderr: out})
 		if err != nil {
-			return SystemFailure(fmt.Errorf("run readiness command on VM %s: %s", names.VMI, pluginapi.ErrorMessage(err)))
+			return guestFailed(SystemFailure(fmt.Errorf("run readiness command on VM %s: %s", names.VMI, pluginapi.ErrorMessage(err))))
+		}
+		if gctx.Err() != nil {
+			return guestFailed(SystemFailure(fmt.Errorf("readiness command on VM %s: %w", names.VMI, context.Cause(gctx))))
 		}
 		if exit.GetDisconnected() || exit.GetSignal() != "" || exit.GetCode() != 0 {
 			return SystemFailure(fmt.Errorf("readiness command %q on VM %s did not succeed: %s\nhint: first-boot configuration (cloud-init, Cloudbase-Init) failed or never finished; its log is on the VM console: virtctl console %s -n %s",
