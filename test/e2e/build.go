@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/kubeenv"
+)
+
+// Names of the built binaries, as `make build` lays them out.
+const (
+	// CoreBinary is the executor's file name in the bin dir.
+	CoreBinary = "gitlab-runner-kubevirt"
+	// PluginPrefix starts every plugin binary's name.
+	PluginPrefix = "gitlab-runner-kubevirt-plugin-"
+	// PluginsDir is the plugin directory's name inside the bin dir.
+	PluginsDir = "plugins"
+)
+
+// RequiredPlugins are the plugins a Linux job needs.
+var RequiredPlugins = []string{"linux-cloudinit", "transport-ssh"}
+
+// BuildBinaries builds the core into dir/gitlab-runner-kubevirt and every
+// plugin main package under plugins/ into
+// dir/plugins/gitlab-runner-kubevirt-plugin-<name>, then pins them with
+// `gitlab-runner-kubevirt plugins lock`, as `make build` does. Plugin
+// directories without a main.go (work in progress) are skipped and
+// reported in the returned list; a missing required plugin is an error.
+func BuildBinaries(ctx context.Context, dir string) (skipped []string, err error) {
+	root, err := kubeenv.RepoRoot()
+	if err != nil {
+		return nil, fmt.Errorf("build binaries: %w", err)
+	}
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	build := func(out, pkg string) error {
+		cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", out, pkg)
+		cmd.Dir = root
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("go build -o %s %s: %w\n%s", out, pkg, err, buf.String())
+		}
+		return nil
+	}
+	pluginDir := filepath.Join(dir, PluginsDir)
+	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
+		return nil, fmt.Errorf("build binaries: %w", err)
+	}
+	core := filepath.Join(dir, CoreBinary)
+	if err := build(core, "./cmd/gitlab-runner-kubevirt"); err != nil {
+		return nil, err
+	}
+	dirs, err := filepath.Glob(filepath.Join(root, "plugins", "*-*"))
+	if err != nil {
+		return nil, fmt.Errorf("build binaries: %w", err)
+	}
+	built := map[string]bool{}
+	for _, d := range dirs {
+		name := filepath.Base(d)
+		if _, err := os.Stat(filepath.Join(d, "main.go")); err != nil {
+			skipped = append(skipped, name)
+			continue
+		}
+		if err := build(filepath.Join(pluginDir, PluginPrefix+name), "./plugins/"+name); err != nil {
+			return skipped, err
+		}
+		built[name] = true
+	}
+	for _, name := range RequiredPlugins {
+		if !built[name] {
+			return skipped, fmt.Errorf("build binaries: plugin %s (plugins/%s/main.go) does not exist; a Linux job needs it", name, name)
+		}
+	}
+	if err := Lock(ctx, dir); err != nil {
+		return skipped, err
+	}
+	return skipped, nil
+}
+
+// Lock runs `<binDir>/gitlab-runner-kubevirt plugins lock` on binDir's
+// plugin directory.
+func Lock(ctx context.Context, binDir string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, CoreBinary), "plugins", "lock", "--plugin-dir", filepath.Join(binDir, PluginsDir))
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, buf.String())
+	}
+	return nil
+}
+
+// CheckBinDir checks that binDir holds the core, the required plugins and
+// plugins.lock.
+func CheckBinDir(binDir string) error {
+	need := []string{filepath.Join(binDir, CoreBinary), filepath.Join(binDir, PluginsDir, "plugins.lock")}
+	for _, p := range RequiredPlugins {
+		need = append(need, filepath.Join(binDir, PluginsDir, PluginPrefix+p))
+	}
+	for _, p := range need {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("bin dir %s: %w (run `make build` first)", binDir, err)
+		}
+	}
+	return nil
+}
