@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/kubeenv"
@@ -37,7 +36,11 @@ func BuildBinaries(ctx context.Context, dir string) (skipped []string, err error
 	if err != nil {
 		return nil, fmt.Errorf("build binaries: %w", err)
 	}
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	// go test and go run put their own go first in PATH.
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return nil, fmt.Errorf("build binaries: the go command is not in PATH: %w", err)
+	}
 	build := func(out, pkg string) error {
 		cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", out, pkg)
 		cmd.Dir = root
