@@ -40,7 +40,7 @@ type Options struct {
 	// SSHPort is the guests' sshd port (default 22).
 	SSHPort int
 	// Progress, when set, is told each step of the start as it completes:
-	// "control plane ready", "namespace and RBAC", "runner kubeconfig",
+	// "apiserver ready", "namespace and RBAC", "runner kubeconfig",
 	// "guest account", "stand-in watching".
 	Progress func(step string)
 }
@@ -124,7 +124,7 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 	if b.Env, err = kubeenv.Start(ctx, opts.Kube); err != nil {
 		return b, err
 	}
-	progress("control plane ready")
+	progress("apiserver ready")
 	if b.Namespace, err = b.Env.NewNamespace(ctx, "gitlab-runner-"); err != nil {
 		return b, err
 	}
