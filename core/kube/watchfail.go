@@ -1,0 +1,54 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+)
+
+// WatchFailure watches VMI name until it fails (a *FailedError: phase
+// Failed or Succeeded), is deleted or does not exist (ErrVMIDeleted), or
+// ctx ends (nil).
+// Prepare runs it beside the transport's wait: KubeVirt reports Running
+// when the domain starts, before the guest OS is up, so a guest that dies
+// while booting must still end the wait with KubeVirt's reason.
+func (c *Clients) WatchFailure(ctx context.Context, name string) error {
+	gone := func(store cache.Store) (bool, error) {
+		if len(store.List()) == 0 {
+			return false, fmt.Errorf("vmi %s/%s: %w while waiting for its guest", c.Namespace, name, ErrVMIDeleted)
+		}
+		return false, nil
+	}
+	_, err := watchtools.UntilWithSync(ctx, c.listWatch(name), &kubevirtv1.VirtualMachineInstance{}, gone,
+		func(ev watch.Event) (bool, error) {
+			switch ev.Type {
+			case watch.Deleted:
+				return false, fmt.Errorf("vmi %s/%s: %w while waiting for its guest", c.Namespace, name, ErrVMIDeleted)
+			case watch.Added, watch.Modified:
+			default:
+				return false, nil
+			}
+			vmi, ok := ev.Object.(*kubevirtv1.VirtualMachineInstance)
+			if !ok {
+				return false, nil
+			}
+			_, failed := Assess(vmi)
+			return false, failed
+		})
+	var fe *FailedError
+	if errors.As(err, &fe) || errors.Is(err, ErrVMIDeleted) {
+		return err
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("watch vmi %s/%s: %w", c.Namespace, name, err)
+	}
+	return nil
+}
