@@ -70,7 +70,9 @@ func (w *TreeWatch) sample(root int) {
 			continue // it ended between listing and reading
 		}
 		w.mu.Lock()
-		if p, ok := w.peaks[pid]; !ok || hwm > p.HWMKiB {
+		// A new executable (a forked child that called exec) is a new
+		// memory image: its VmHWM starts again, so the entry does too.
+		if p, ok := w.peaks[pid]; !ok || p.Exe != exe || hwm > p.HWMKiB {
 			w.peaks[pid] = ProcPeak{PID: pid, Exe: exe, HWMKiB: hwm}
 		}
 		w.mu.Unlock()
