@@ -1,0 +1,311 @@
+package reliability_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
+)
+
+// waitLimit bounds every wait for something to happen: a deadline against
+// hangs, never a performance expectation.
+const waitLimit = 2 * time.Minute
+
+// lastJobID hands out job ids, unique within the suite.
+var lastJobID atomic.Int64
+
+func init() { lastJobID.Store(7000) }
+
+// nextJobID returns a fresh CI_JOB_ID.
+func nextJobID() int64 { return lastJobID.Add(1) }
+
+// newExecutor returns a harness for bed with hooks and extra prepare flags;
+// prepare is tried once (a retried prepare is covered by test/e2e).
+func newExecutor(t *testing.T, hooks runner.Hooks, prepareArgs ...string) *runner.Executor {
+	t.Helper()
+	cfg := bed.RunnerConfig(prepareArgs...)
+	cfg.Hooks = hooks
+	cfg.PrepareRetries = 1
+	return newExecutorFor(t, cfg)
+}
+
+func newExecutorFor(t *testing.T, cfg runner.Config) *runner.Executor {
+	t.Helper()
+	e, err := runner.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// runJob runs job and logs the job, runner and stand-in logs if the test
+// fails.
+func runJob(ctx context.Context, t *testing.T, e *runner.Executor, job runner.Job) *runner.Result {
+	t.Helper()
+	res, err := e.Run(ctx, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("job %d: status %s (%s)\n--- job log ---\n%s--- runner log ---\n%s", job.ID, res.Status, res.Reason, res.JobLog(), res.RunnerLog)
+			standinLog.Lock()
+			defer standinLog.Unlock()
+			s := standinLog.String()
+			if len(s) > 6000 {
+				s = s[len(s)-6000:]
+			}
+			t.Logf("--- stand-in log (tail) ---\n%s", s)
+		}
+	})
+	return res
+}
+
+// wantStatus checks the job's outcome.
+func wantStatus(t *testing.T, res *runner.Result, want runner.Status) {
+	t.Helper()
+	if res.Status != want {
+		t.Errorf("job status = %s (%s, failed stage %q), want %s", res.Status, res.Reason, res.FailedStage, want)
+	}
+}
+
+// stageDuration returns how long the last run of stage took.
+func stageDuration(res *runner.Result, stage string) time.Duration {
+	s, _ := res.Stage(stage)
+	return s.Duration
+}
+
+// objects lists the VMIs and Secrets in namespace (names).
+func objects(ctx context.Context, namespace string) (vmis, secrets []string, err error) {
+	vl, err := bed.Virt.KubevirtV1().VirtualMachineInstances(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, v := range vl.Items {
+		vmis = append(vmis, v.Name)
+	}
+	sl, err := bed.Kube.CoreV1().Secrets(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, s := range sl.Items {
+		secrets = append(secrets, s.Name)
+	}
+	return vmis, secrets, nil
+}
+
+// assertClean checks what every test must leave behind: no VMI and no
+// Secret in namespaces (default: the bed's), no executor or plugin
+// process, no process of the guest account, no address held by the
+// stand-in. Deleted VMIs stay until the stand-in powered their guest off,
+// so it waits (bounded); leftovers are deleted so later tests start clean.
+func assertClean(t *testing.T, namespaces ...string) {
+	t.Helper()
+	if len(namespaces) == 0 {
+		namespaces = []string{bed.Namespace}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	for _, ns := range namespaces {
+		var vmis, secrets []string
+		var err error
+		for {
+			vmis, secrets, err = objects(ctx, ns)
+			if err != nil {
+				t.Fatalf("list objects in %s: %v", ns, err)
+			}
+			if len(vmis)+len(secrets) == 0 || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, n := range vmis {
+			t.Errorf("VMI left in %s: %s", ns, n)
+			_ = bed.Virt.KubevirtV1().VirtualMachineInstances(ns).Delete(ctx, n, metav1.DeleteOptions{})
+		}
+		for _, n := range secrets {
+			t.Errorf("Secret left in %s: %s", ns, n)
+			_ = bed.Kube.CoreV1().Secrets(ns).Delete(ctx, n, metav1.DeleteOptions{})
+		}
+	}
+	if err := bed.Standin.WaitIdle(ctx); err != nil {
+		t.Error(err)
+	}
+	for {
+		procs := leftoverProcesses()
+		if len(procs) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Errorf("processes left behind: %s", strings.Join(procs, "; "))
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// gc runs `gitlab-runner-kubevirt gc` in namespace as the runner's
+// ServiceAccount, deleting every job object (--max-age and --orphan-grace
+// of 1ns), as the gc CronJob would after an outage.
+func gc(t *testing.T, kubeconfig, namespace string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bed.Core, "gc", "--kubeconfig", kubeconfig, "--namespace", namespace,
+		"--max-age", "1ns", "--orphan-grace", "1ns")
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/root"}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Errorf("gc: %v\n%s", err, out.String())
+	}
+	return out.String()
+}
+
+// accountUID is the guest account's uid ("" if unknown).
+func accountUID() string {
+	u, err := user.Lookup(bed.Account.Name)
+	if err != nil {
+		return ""
+	}
+	return u.Uid
+}
+
+// leftoverProcesses lists living processes of the binaries under test
+// (the core and every gitlab-runner-kubevirt-plugin-*) or of the guest
+// account.
+func leftoverProcesses() []string {
+	uid := accountUID()
+	var out []string
+	for _, p := range allPids() {
+		if procState(p) == "Z" {
+			// A zombie has no exe link; its name is the first 15 bytes
+			// of the binary's name. Only our own zombies count (the
+			// guest sshds' are reparented to init, which is not ours).
+			if strings.HasPrefix(procStatusField(p, "Name"), e2e.PluginPrefix[:15]) {
+				out = append(out, strconv.Itoa(p)+" (zombie) "+procStatusField(p, "Name"))
+			}
+			continue
+		}
+		exe, _ := os.Readlink("/proc/" + strconv.Itoa(p) + "/exe")
+		if strings.HasPrefix(exe, binDir+string(filepath.Separator)) ||
+			strings.HasPrefix(filepath.Base(exe), e2e.PluginPrefix) ||
+			(uid != "" && procUID(p) == uid) {
+			out = append(out, strconv.Itoa(p)+" "+procCmdline(p))
+		}
+	}
+	return out
+}
+
+// pluginPids returns the living processes whose executable is a plugin
+// binary.
+func pluginPids() []int {
+	var pids []int
+	for _, p := range allPids() {
+		exe, _ := os.Readlink("/proc/" + strconv.Itoa(p) + "/exe")
+		if strings.HasPrefix(filepath.Base(exe), e2e.PluginPrefix) {
+			pids = append(pids, p)
+		}
+	}
+	return pids
+}
+
+func allPids() []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid != os.Getpid() {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func procCmdline(pid int) string {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+}
+
+func procEnviron(pid int) []string {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	return strings.FieldsFunc(string(b), func(r rune) bool { return r == 0 })
+}
+
+// procStatusField returns a field of /proc/<pid>/status ("" if gone).
+func procStatusField(pid int, field string) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// procState is the one-letter state of pid ("" if gone).
+func procState(pid int) string {
+	s := procStatusField(pid, "State")
+	if s == "" {
+		return ""
+	}
+	return s[:1]
+}
+
+// procUID is the real uid of pid ("" if gone).
+func procUID(pid int) string {
+	f := strings.Fields(procStatusField(pid, "Uid"))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
+
+// pidsWithCmdline returns the processes whose command line contains
+// needle.
+func pidsWithCmdline(needle string) []int {
+	var pids []int
+	for _, p := range allPids() {
+		if strings.Contains(procCmdline(p), needle) {
+			pids = append(pids, p)
+		}
+	}
+	return pids
+}
+
+// waitFor polls cond until it holds or waitLimit passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, waitLimit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// onMarker returns a Log hook that calls f once, in a goroutine, when the
+// job log first contains marker.
+func onMarker(marker string, f func()) func(runner.Entry) {
+	var fired atomic.Bool
+	return func(e runner.Entry) {
+		if !e.Runner && bytes.Contains(e.Data, []byte(marker)) && fired.CompareAndSwap(false, true) {
+			go f()
+		}
+	}
+}
