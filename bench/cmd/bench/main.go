@@ -35,6 +35,7 @@ type options struct {
 	concurrency      int
 	gcObjects        int
 	gcWorkers        int
+	gcCap            time.Duration
 	only             string
 	keepBinDir       string
 	profileRunStages int
@@ -53,6 +54,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.concurrency, "concurrency", 100, "concurrent jobs of the concurrency benchmark (0: skip)")
 	fs.IntVar(&o.gcObjects, "gc-objects", 10000, "labelled VMIs (and as many Secrets) for the gc benchmark, half expired (0: skip)")
 	fs.IntVar(&o.gcWorkers, "gc-workers", 24, "parallel creators of the gc benchmark's objects")
+	fs.DurationVar(&o.gcCap, "gc-cap", 150*time.Second, "stop gc after this long and project its wall time from the deletion rate")
 	fs.StringVar(&o.only, "only", "", "comma-separated benchmarks to run (run,stream,job,plugin,concurrency,gc,vm); empty: all")
 	fs.StringVar(&o.keepBinDir, "bin-dir", "", "use these prebuilt binaries (`make build`'s bin/) instead of building into a temp dir")
 	fs.IntVar(&o.profileRunStages, "profile-runs", 30, "in-process run stages under the CPU profiler for the run-overhead profile (0: none)")
@@ -72,6 +74,9 @@ func parseFlags(args []string) (options, error) {
 		if c.v < c.min {
 			errs = append(errs, fmt.Errorf("flag %s %d: must be at least %d", c.name, c.v, c.min))
 		}
+	}
+	if o.gcCap < time.Second {
+		errs = append(errs, fmt.Errorf("flag -gc-cap %s: must be at least 1s", o.gcCap))
 	}
 	if o.gcObjects%2 != 0 {
 		errs = append(errs, fmt.Errorf("flag -gc-objects %d: must be even (half expire)", o.gcObjects))
