@@ -239,8 +239,13 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		if ferr := clients.WatchFailure(gctx, names.VMI); ferr != nil {
+		ferr := clients.WatchFailure(gctx, names.VMI)
+		if errors.Is(ferr, kube.ErrVMIDeleted) || errors.As(ferr, new(*kube.FailedError)) {
 			gcancel(ferr)
+		} else if ferr != nil && opts.Logger != nil {
+			// A broken watch must not break prepare: the transport's
+			// own deadline still applies.
+			opts.Logger.Debug("watch for a failing guest ended", "vmi", names.VMI, "error", ferr)
 		}
 	}()
 	defer func() {
