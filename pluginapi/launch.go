@@ -84,7 +84,7 @@ func Launch(ctx context.Context, opts LaunchOptions) (*Plugin, error) {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		StartTimeout:     timeout,
-		Logger:           logger,
+		Logger:           quietExitLogger{logger},
 		SkipHostEnv:      true,
 	})
 	rpc, err := client.Client()
@@ -179,4 +179,22 @@ func (p *Plugin) Close() {
 		t.Stop()
 		killProcessGroup(p.pid)
 	})
+}
+
+// quietExitLogger demotes go-plugin's "plugin process exited" line from
+// info to debug. go-plugin logs it for every plugin at every normal stop;
+// in a stage the runner log is the job log, and a line per plugin per stage
+// is noise. Failed exits stay at error level (go-plugin logs those with
+// Error), and lines the plugin itself logs (through Named loggers) keep
+// their level.
+type quietExitLogger struct {
+	hclog.Logger
+}
+
+func (l quietExitLogger) Info(msg string, args ...any) {
+	if msg == "plugin process exited" {
+		l.Logger.Debug(msg, args...)
+		return
+	}
+	l.Logger.Info(msg, args...)
 }

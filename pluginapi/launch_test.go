@@ -1,6 +1,7 @@
 package pluginapi_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/plugintest"
+	"github.com/hashicorp/go-hclog"
 )
 
 // launch starts the test plugin and closes it when the test ends.
@@ -222,6 +224,26 @@ func TestLaunchCancelledContext(t *testing.T) {
 		pid, _ := strconv.Atoi(string(b))
 		if err := plugintest.CheckReaped(pid); err != nil {
 			t.Errorf("after the cancelled launch: %v", err)
+		}
+	}
+}
+
+// TestLaunchKeepsNormalExitsOutOfTheInfoLog: in a stage the runner log is
+// the job log; a normal plugin stop must not add a line to it at info.
+func TestLaunchKeepsNormalExitsOutOfTheInfoLog(t *testing.T) {
+	for _, tt := range []struct {
+		level hclog.Level
+		want  bool
+	}{{hclog.Info, false}, {hclog.Debug, true}} {
+		var buf bytes.Buffer
+		logger := hclog.New(&hclog.LoggerOptions{Output: &buf, Level: tt.level})
+		p, err := pluginapi.Launch(t.Context(), pluginapi.LaunchOptions{Path: testPlugin, SHA256: testPluginSHA256, Logger: logger})
+		if err != nil {
+			t.Fatalf("Launch: %v", err)
+		}
+		p.Close()
+		if got := strings.Contains(buf.String(), "plugin process exited"); got != tt.want {
+			t.Errorf("at level %s, log mentions the exit = %t, want %t; log:\n%s", tt.level, got, tt.want, buf.String())
 		}
 	}
 }
