@@ -1,5 +1,6 @@
 # gitlab-runner-kubevirt — build, test and developer tasks.
 #
+#   make demo      run examples/jobs/hello.yaml end to end on the embedded environment (DEMO_MODE=sshd|qemu)
 #   make build     core + first-party plugins into bin/ (plugins in bin/plugins/, pinned by plugins.lock)
 #   make test      everything CI runs: deps, generated-code check, lint, unit + integration + e2e tests
 #   make e2e       the lifecycle suite on a real kube-apiserver + etcd
@@ -55,6 +56,12 @@ containerdisk: image
 # under the user's cache dir by version (about 6.5 min cold, instant after).
 kube-binaries:
 	@bash hack/kube-binaries.sh >/dev/null
+
+# The README's first command: a CI job through config/prepare/run/cleanup on
+# a real kube-apiserver + etcd with the KubeVirt CRDs and a VMI stand-in.
+DEMO_MODE ?= sshd
+demo: deps kube-binaries build
+	$(GO) run ./test/demo --bin-dir $(BIN) --mode $(DEMO_MODE)
 
 build:
 	@mkdir -p $(PLUGIN_DIR)
