@@ -19,6 +19,9 @@ type ProcPeak struct {
 	Exe string
 	// HWMKiB is the largest VmHWM (peak resident set size, KiB) seen.
 	HWMKiB int64
+	// CPU is the user + system CPU time the process had used at the last
+	// sample.
+	CPU time.Duration
 }
 
 // TreeWatch samples the peak RSS (VmHWM) of a process and all its
@@ -69,12 +72,19 @@ func (w *TreeWatch) sample(root int) {
 		if err != nil {
 			continue // it ended between listing and reading
 		}
+		cpu, cpuErr := readCPU(pid)
 		w.mu.Lock()
 		// A new executable (a forked child that called exec) is a new
 		// memory image: its VmHWM starts again, so the entry does too.
-		if p, ok := w.peaks[pid]; !ok || p.Exe != exe || hwm > p.HWMKiB {
-			w.peaks[pid] = ProcPeak{PID: pid, Exe: exe, HWMKiB: hwm}
+		p, ok := w.peaks[pid]
+		if !ok || p.Exe != exe {
+			p = ProcPeak{PID: pid, Exe: exe}
 		}
+		p.HWMKiB = max(p.HWMKiB, hwm)
+		if cpuErr == nil {
+			p.CPU = max(p.CPU, cpu)
+		}
+		w.peaks[pid] = p
 		w.mu.Unlock()
 	}
 }
@@ -135,4 +145,33 @@ func readStatus(pid int) (string, int64, error) {
 		}
 	}
 	return "", 0, fmt.Errorf("pid %d: no VmHWM in /proc/%d/status (a zombie or kernel thread?)", pid, pid)
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's CPU times (100
+// on every Linux architecture Go supports).
+const clockTicks = 100
+
+// readCPU returns utime + stime of pid from /proc/<pid>/stat.
+func readCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read stat of pid %d: %w", pid, err)
+	}
+	// The command name may contain spaces and parentheses: the fields
+	// start after the last ')'. utime and stime are fields 14 and 15,
+	// the 12th and 13th after it.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("pid %d: malformed /proc/%d/stat", pid, pid)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("pid %d: CPU time %q in /proc/%d/stat is not a number", pid, s, pid)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
 }

@@ -50,3 +50,27 @@ func TestWatchTreeValidates(t *testing.T) {
 		}
 	}
 }
+
+func TestWatchTreeCountsCPU(t *testing.T) {
+	// A busy loop of up to a second of CPU must show up as CPU time.
+	cmd := exec.Command("bash", "-c", "end=$((SECONDS+1)); while [ $SECONDS -lt $end ]; do :; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start bash (Debian package bash): %v", err)
+	}
+	w, err := WatchTree(context.Background(), cmd.Process.Pid, 5*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var cpu time.Duration
+	for _, p := range w.Stop() {
+		if p.Exe == "bash" {
+			cpu = max(cpu, p.CPU)
+		}
+	}
+	if cpu <= 0 {
+		t.Fatalf("bash used no CPU according to the watch; want a positive CPU time")
+	}
+}

@@ -54,7 +54,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.concurrency, "concurrency", 100, "concurrent jobs of the concurrency benchmark (0: skip)")
 	fs.IntVar(&o.gcObjects, "gc-objects", 10000, "labelled VMIs (and as many Secrets) for the gc benchmark, half expired (0: skip)")
 	fs.IntVar(&o.gcWorkers, "gc-workers", 24, "parallel creators of the gc benchmark's objects")
-	fs.DurationVar(&o.gcCap, "gc-cap", 150*time.Second, "stop gc after this long and project its wall time from the deletion rate")
+	fs.DurationVar(&o.gcCap, "gc-cap", 90*time.Second, "stop gc after this long and project its wall time from the deletion rate")
 	fs.StringVar(&o.only, "only", "", "comma-separated benchmarks to run (run,stream,job,plugin,concurrency,gc,vm); empty: all")
 	fs.StringVar(&o.keepBinDir, "bin-dir", "", "use these prebuilt binaries (`make build`'s bin/) instead of building into a temp dir")
 	fs.IntVar(&o.profileRunStages, "profile-runs", 30, "in-process run stages under the CPU profiler for the run-overhead profile (0: none)")

@@ -53,8 +53,7 @@ func (p hostPlugins) Close() { p.host.Close() }
 // plugin and sshd are other processes) and returns the head of
 // `go tool pprof -top`. It returns "" and logs when profiling fails: the
 // profile explains a figure, it is not one.
-func (s *suite) profileRun(ctx context.Context, h *heldJob, script string) string {
-	n := s.opts.profileRunStages
+func (s *suite) profileRun(ctx context.Context, h *heldJob, script string, n int) string {
 	if n == 0 {
 		return ""
 	}
@@ -64,8 +63,7 @@ func (s *suite) profileRun(ctx context.Context, h *heldJob, script string) strin
 		env[k] = v
 	}
 	lookup := jobenv.Lookup(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
-	path := filepath.Join(s.dir, "run.cpu.pprof")
-	f, err := os.Create(path)
+	f, err := os.CreateTemp(s.dir, "run-*.cpu.pprof")
 	if err != nil {
 		logf("profile: %v", err)
 		return ""
@@ -104,7 +102,7 @@ func (s *suite) profileRun(ctx context.Context, h *heldJob, script string) strin
 		logf("profile: %v", err)
 		return ""
 	}
-	out, err := exec.CommandContext(ctx, filepath.Join(runtime.GOROOT(), "bin", "go"), "tool", "pprof", "-top", "-nodecount=25", self, path).CombinedOutput()
+	out, err := exec.CommandContext(ctx, filepath.Join(runtime.GOROOT(), "bin", "go"), "tool", "pprof", "-top", "-nodecount=25", self, f.Name()).CombinedOutput()
 	if err != nil {
 		logf("profile: go tool pprof: %v\n%s", err, out)
 		return ""

@@ -193,7 +193,7 @@ func (s *suite) benchRunAndStream(ctx context.Context) error {
 		}
 		perRun := after.Sub(before)
 		s.report.Set("api_requests_per_run_stage", float64(perRun.Total))
-		s.runProfile = s.profileRun(ctx, h, script)
+		s.runProfile = s.profileRun(ctx, h, script, s.opts.profileRunStages)
 
 		fmt.Fprintf(&body, "`gitlab-runner-kubevirt run <script> step_script` as a separate process with step_script's environment from the harness, "+
 			"against a job prepared on the real API server and the stand-in's sshd, vs OpenSSH's `ssh` uploading and running the same script "+
@@ -296,15 +296,17 @@ func (s *suite) benchStream(ctx context.Context, h *heldJob, devnull *os.File, b
 // benchRunMemory samples the peak RSS of the core and every plugin of
 // run stages (trivial and, when selected, streaming).
 func (s *suite) benchRunMemory(ctx context.Context, h *heldJob, trivial string, devnull *os.File, body *strings.Builder) error {
-	const n = 5
+	const n = 3
 	scripts := []struct{ name, path string }{{"trivial", trivial}}
 	if s.opts.want("stream") {
+		s.streamProfile = s.profileRun(ctx, h, filepath.Join(h.dir, "stream.sh"), 1)
 		scripts = append(scripts, struct{ name, path string }{"stream", filepath.Join(h.dir, "stream.sh")})
 	}
 	var rows [][]string
 	overall := map[string]float64{}
 	for _, sc := range scripts {
 		byExe := map[string][]float64{}
+		cpuByExe := map[string][]float64{}
 		for range n {
 			r, err := runOurs(ctx, h, sc.path, devnull, true)
 			if err != nil {
@@ -316,12 +318,17 @@ func (s *suite) benchRunMemory(ctx context.Context, h *heldJob, trivial string, 
 					continue
 				}
 				byExe[name] = append(byExe[name], float64(p.HWMKiB)/1024)
+				cpuByExe[name] = append(cpuByExe[name], ms(p.CPU))
 			}
 		}
 		for _, exe := range sortedKeys(byExe) {
 			m, _ := bench.Median(byExe[exe])
-			rows = append(rows, []string{sc.name, exe, bench.F(m), fmt.Sprint(len(byExe[exe]))})
+			c, _ := bench.Median(cpuByExe[exe])
+			rows = append(rows, []string{sc.name, exe, bench.F(m), bench.F(c), fmt.Sprint(len(byExe[exe]))})
 			overall[exe] = max(overall[exe], m)
+			if sc.name == "stream" {
+				s.report.Set("stream_cpu_ms_"+strings.ReplaceAll(exe, "-", "_"), c)
+			}
 		}
 	}
 	for exe, v := range overall {
@@ -333,7 +340,11 @@ func (s *suite) benchRunMemory(ctx context.Context, h *heldJob, trivial string, 
 	}
 	fmt.Fprintf(body, "\n### Memory during run (8)\n\nPeak RSS (VmHWM from /proc, sampled every 2 ms in untimed runs) of the core and each plugin process "+
 		"it starts; median of %d runs per script. The metrics take the larger of the scripts' medians.\n\n", n)
-	body.WriteString(bench.Table([]string{"script", "process", "median peak RSS MB", "n"}, rows))
+	body.WriteString(bench.Table([]string{"script", "process", "median peak RSS MB", "median CPU ms (user+sys, last sample)", "n"}, rows))
+	if s.streamProfile != "" {
+		body.WriteString("\nCPU profile of the core side of one streaming run stage, in-process (`stages.Run`; the plugin is another process, " +
+			"its CPU time is in the table above; `go tool pprof -top`, first lines):\n\n```\n" + s.streamProfile + "```\n")
+	}
 	return nil
 }
 

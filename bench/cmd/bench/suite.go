@@ -28,6 +28,8 @@ type suite struct {
 	jobID  atomic.Int64
 	// runProfile is the pprof -top of in-process run stages.
 	runProfile string
+	// streamProfile is the same for one streaming run stage.
+	streamProfile string
 	// setup times the environment's start, for the report.
 	setup map[string]time.Duration
 }
