@@ -98,6 +98,12 @@ func (t *Transport) WaitReady(ctx context.Context, target *pluginv1.Target) (uin
 	if err != nil {
 		return 0, err
 	}
+	// Answer a little before the caller's deadline: a reply sent at the
+	// deadline races the caller's own cancellation, and the caller then
+	// gets a bare DeadlineExceeded instead of the last cause (e.g. a host
+	// key mismatch).
+	ctx, cancel := answerBefore(ctx)
+	defer cancel()
 	began := time.Now()
 	b := newBackoff(retryInitial, retryMax)
 	var attempts uint32
@@ -134,6 +140,17 @@ func (t *Transport) WaitReady(ctx context.Context, target *pluginv1.Target) (uin
 	}
 	return attempts, status.Errorf(code, "wait ready %s: not reachable after %d attempt(s) in %s: last error: %v",
 		e, attempts, time.Since(began).Round(time.Millisecond), lastErr)
+}
+
+// answerBefore returns ctx with its deadline moved earlier by a tenth of
+// the time left, at most a second, so that a reply still reaches the caller.
+func answerBefore(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	margin := min(time.Second, time.Until(deadline)/10)
+	return context.WithDeadline(ctx, deadline.Add(-margin))
 }
 
 // expired reports whether ctx has ended or its deadline has passed. The
