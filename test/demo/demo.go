@@ -40,6 +40,9 @@ func (d *demo) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if d.opts.mode == modeQEMU {
+		return d.runQEMU(ctx, job)
+	}
 	if err := e2e.CheckBinDir(d.opts.binDir); err != nil {
 		return err
 	}

@@ -80,7 +80,8 @@ type Options struct {
 	// ConsoleDir keeps the guests' console logs (default: removed with
 	// each guest).
 	ConsoleDir string
-	// BuildLog receives the image build's progress (nil discards it).
+	// BuildLog receives the image build's progress at Start (nil
+	// discards it).
 	BuildLog io.Writer
 	// OnEvent receives the stand-in's events; Logf its log.
 	OnEvent func(standin.Event)
@@ -240,7 +241,9 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 		Mode: standin.ModeQEMU,
 		QEMU: standin.QEMUOptions{
 			Images: images, Accel: b.Accel, BootTimeout: opts.BootTimeout,
-			ConsoleDir: opts.ConsoleDir, BuildLog: opts.BuildLog,
+			// Start built the image: the stand-in's builds are cache
+			// hits, whose one line would only interleave with job logs.
+			ConsoleDir: opts.ConsoleDir,
 		},
 	})
 	if err != nil {

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/realvm"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/standin"
+)
+
+// runQEMU is the demo with --mode qemu: the job runs in a real VM, the
+// microvm/ Debian guest booted under QEMU (TCG when KVM is unusable) by
+// the stand-in's QEMU mode. It builds the image on the first run (cached
+// afterwards) and prints when each phase happened.
+func (d *demo) runQEMU(ctx context.Context, job runner.Job) (err error) {
+	if err := realvm.CheckTools(); err != nil {
+		return err
+	}
+	if err := realvm.CheckBinDir(d.opts.binDir); err != nil {
+		return err
+	}
+	consoleDir, err := os.MkdirTemp("", "demo-consoles-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(consoleDir)
+
+	d.timeline.start = time.Now()
+	d.printf("%s\n", d.bold(fmt.Sprintf("gitlab-runner-kubevirt demo: job %q from %s, mode %s", job.Name, d.opts.job, d.opts.mode)))
+	d.printf("Starting the embedded environment (guest image, kube-apiserver + etcd, RBAC, VMI stand-in booting real VMs)...\n")
+	vmiName := realvm.VMIName(1, job.ID)
+	bed, err := realvm.Start(ctx, realvm.Options{
+		BinDir:     d.opts.binDir,
+		ConsoleDir: consoleDir,
+		BuildLog:   d.errOut,
+		Progress: func(step string) {
+			at := d.timeline.mark(step)
+			d.printf("  %-22s %6.2fs\n", step, at.Seconds())
+		},
+		OnEvent: func(ev standin.Event) {
+			if ev.VMI != vmiName {
+				return
+			}
+			switch ev.Type {
+			case standin.EventSeen:
+				d.timeline.markAt("VMI created", ev.Time)
+			case standin.EventScheduled:
+				d.timeline.markAt("VMI scheduled", ev.Time)
+			case standin.EventBooting:
+				d.timeline.markAt("QEMU started", ev.Time)
+			case standin.EventRunning:
+				d.timeline.markAt("VMI running (guest booting)", ev.Time)
+			case standin.EventSSHReady:
+				d.timeline.markAt("guest booted: sshd answers", ev.Time)
+			case standin.EventFailed:
+				d.printf("%s\n", d.red("VMI failed: "+ev.Detail))
+			}
+		},
+	})
+	defer func() {
+		if bed == nil {
+			return
+		}
+		d.printf("\nStopping the environment...\n")
+		if serr := d.teardownQEMU(bed, consoleDir); serr != nil {
+			err = errors.Join(err, serr)
+			return
+		}
+		d.printf("Environment stopped: no QEMU, no other process and no temporary directory left.\n")
+	}()
+	if err != nil {
+		if ctx.Err() != nil {
+			return errors.New("interrupted while starting the environment; what had started was stopped")
+		}
+		return fmt.Errorf("start the environment: %w", err)
+	}
+	d.printf("  guest %s, kernel %s; accelerator %s (%s)\n", bed.Image.Guest, bed.Image.KernelVersion, bed.Accel, bed.AccelReason)
+	d.timeline.mark("environment ready")
+
+	cfg := bed.RunnerConfig()
+	cfg.Hooks = runner.Hooks{
+		Log: d.logEntry,
+		StageEnded: func(r runner.StageResult) {
+			name := r.Stage
+			if r.Attempt > 1 {
+				name = fmt.Sprintf("%s (try %d)", r.Stage, r.Attempt)
+			}
+			d.timeline.span(name, r.Start, r.Duration)
+		},
+	}
+	e, err := runner.New(cfg)
+	if err != nil {
+		return err
+	}
+	d.printf("\n")
+	res, err := e.Run(ctx, job)
+	if err != nil {
+		return err
+	}
+	d.printTimings()
+	switch {
+	case ctx.Err() != nil:
+		return errors.New("interrupted: the job was cancelled, its VM stopped and cleaned up")
+	case res.Status != runner.StatusSuccess:
+		return fmt.Errorf("the job failed: %s (%s)", res.Status, res.Reason)
+	}
+	d.printf("%s\n", d.green(fmt.Sprintf("Job %q succeeded in a real VM in %s.", job.Name, res.Duration.Round(time.Millisecond))))
+	return nil
+}
+
+// teardownQEMU stops the environment and checks that no QEMU (its command
+// line names consoleDir) and no control plane directory is left.
+func (d *demo) teardownQEMU(bed *realvm.Bed, consoleDir string) error {
+	done := make(chan error, 1)
+	go func() { done <- bed.Stop() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+	case <-time.After(teardownTimeout):
+		return fmt.Errorf("the environment did not stop within %s", teardownTimeout)
+	}
+	var left []string
+	if _, err := os.Stat(bed.Env.Dir()); err == nil {
+		left = append(left, bed.Env.Dir())
+	}
+	if pids := processesWith(consoleDir); len(pids) > 0 {
+		left = append(left, fmt.Sprintf("QEMU processes %v", pids))
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("left behind: %s", strings.Join(left, ", "))
+	}
+	return nil
+}
+
+// processesWith returns the pids whose command line contains needle.
+func processesWith(needle string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), needle) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
