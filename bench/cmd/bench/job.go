@@ -36,6 +36,8 @@ func (s *suite) benchJobOverhead(ctx context.Context) error {
 	byPhase := map[string][]float64{}
 	var total, requests []float64
 	var runStages int
+	subStages := map[string][]float64{}
+	var subOrder []string
 	var lastCount bench.AuditCount
 	for i := range s.opts.jobs {
 		before, err := bench.CountRequests(s.auditLog, s.saUser)
@@ -67,6 +69,14 @@ func (s *suite) benchJobOverhead(ctx context.Context) error {
 			}
 		}
 		sum["harness (between stages)"] = ms(res.Duration - inStages)
+		for _, st := range res.Stages {
+			if phase(st.Stage) == "run (all sub-stages)" {
+				subStages[st.Stage] = append(subStages[st.Stage], ms(st.Duration))
+				if i == 0 {
+					subOrder = append(subOrder, st.Stage)
+				}
+			}
+		}
 		for _, p := range phases {
 			byPhase[p] = append(byPhase[p], sum[p])
 		}
@@ -84,6 +94,10 @@ func (s *suite) benchJobOverhead(ctx context.Context) error {
 		rows = append(rows, []string{p, bench.F(m)})
 	}
 	rows = append(rows, []string{"**whole job**", "**" + bench.F(t.Median) + "**"})
+	for _, st := range subOrder {
+		m, _ := bench.Median(subStages[st])
+		rows = append(rows, []string{"run sub-stage " + st, bench.F(m)})
+	}
 	body := fmt.Sprintf("Whole trivial jobs through the harness, one after another: config, prepare (the stand-in reports Running at once and starts "+
 		"its sshd), %d run sub-stages (prepare_script, get_sources, step_script `true`, after_script `true`, cleanup_file_variables), cleanup. "+
 		"Each stage is its own `gitlab-runner-kubevirt` process, as with gitlab-runner. Median of n = %d jobs.\n\n", runStages, t.N) +

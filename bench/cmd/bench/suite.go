@@ -30,6 +30,8 @@ type suite struct {
 	runProfile string
 	// streamProfile is the same for one streaming run stage.
 	streamProfile string
+	// loadStart is /proc/loadavg when the suite started.
+	loadStart string
 	// setup times the environment's start, for the report.
 	setup map[string]time.Duration
 }
@@ -50,7 +52,7 @@ func run(ctx context.Context, opts options) (err error) {
 			return fmt.Errorf("%s is missing: install Debian package %s", t.tool, t.pkg)
 		}
 	}
-	s := &suite{opts: opts, report: bench.NewReport(), setup: map[string]time.Duration{}}
+	s := &suite{opts: opts, report: bench.NewReport(), setup: map[string]time.Duration{}, loadStart: loadAvg()}
 	s.jobID.Store(time.Now().Unix()%1000000*100 + 1000)
 	if s.dir, err = os.MkdirTemp("", "bench-"); err != nil {
 		return fmt.Errorf("work dir: %w", err)
@@ -123,6 +125,9 @@ func run(ctx context.Context, opts options) (err error) {
 		}
 		logf("== %s took %s", st.name, time.Since(t).Round(time.Millisecond))
 	}
+	if f := s.findings(); f != "" {
+		s.report.Add("Findings and recommendations", f)
+	}
 	s.report.Header = s.header(binDir)
 	s.report.Targets = targets()
 	if err := s.report.Write(opts.out, opts.md); err != nil {
@@ -159,6 +164,9 @@ func (s *suite) header(binDir string) string {
 	b.WriteString("Method: every figure is the median of n runs. Comparisons run both sides alternately (ours, OpenSSH, ours, ...) " +
 		"in the same invocation so machine noise hits both alike; ratios are ours/OpenSSH of the medians. " +
 		"No test asserts a timing; the targets below are reported, not enforced.\n")
+	fmt.Fprintf(&b, "\nLoad average (1, 5, 15 min) at the start: %s; at the end: %s. This machine is shared with other engineers' "+
+		"test runs, so absolute times vary between invocations (up to 2x has been seen); the alternated ratios vary much less.\n",
+		s.loadStart, loadAvg())
 	if len(s.setup) > 0 {
 		b.WriteString("\nSetup (not measured as a benchmark): ")
 		var parts []string
@@ -181,4 +189,17 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// loadAvg returns the first three fields of /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], ", ")
 }
