@@ -13,9 +13,16 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
 )
 
 func main() {
+	// client-go reports through klog on stderr, which in a stage is the
+	// job log: a forbidden watch would print raw reflector lines with the
+	// API server's URL there. The executor reports such errors itself.
+	klog.SetLogger(logr.Discard())
 	os.Exit(run(os.Args[1:]))
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -27,10 +28,14 @@ var ErrVMIDeleted = errors.New("the vmi was deleted")
 // client-go's informer machinery (watchtools.UntilWithSync): an expired
 // watch ("resource version too old") or a dropped connection re-lists with
 // backoff instead of failing, so an API server restart is survived.
+//
+// A list or watch the API server forbids ends the wait at once with an
+// ErrForbidden error naming the verb: the informer would otherwise retry
+// until the deadline.
 func (c *Clients) WaitRunning(ctx context.Context, name string, progress func(Status)) (Status, error) {
 	var last Status
 	var seen bool
-	_, err := watchtools.UntilWithSync(ctx, c.listWatch(name), &kubevirtv1.VirtualMachineInstance{}, nil,
+	err := c.until(ctx, name, nil,
 		func(ev watch.Event) (bool, error) {
 			switch ev.Type {
 			case watch.Deleted:
@@ -60,6 +65,9 @@ func (c *Clients) WaitRunning(ctx context.Context, name string, progress func(St
 		if errors.As(err, &fe) || errors.Is(err, ErrVMIDeleted) {
 			return last, err
 		}
+		if errors.Is(err, ErrForbidden) {
+			return last, err
+		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return last, fmt.Errorf("wait for vmi %s/%s to run (last phase %q): %w", c.Namespace, name, last.Phase, ctxErr)
 		}
@@ -70,27 +78,57 @@ func (c *Clients) WaitRunning(ctx context.Context, name string, progress func(St
 
 // WaitGone waits until VMI name does not exist (or ctx ends).
 func (c *Clients) WaitGone(ctx context.Context, name string) error {
-	_, err := watchtools.UntilWithSync(ctx, c.listWatch(name), &kubevirtv1.VirtualMachineInstance{},
+	err := c.until(ctx, name,
 		func(store cache.Store) (bool, error) { return len(store.List()) == 0, nil },
 		func(ev watch.Event) (bool, error) { return ev.Type == watch.Deleted, nil })
+	if errors.Is(err, ErrForbidden) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("wait for vmi %s/%s to be deleted: %w", c.Namespace, name, err)
 	}
 	return nil
 }
 
-// listWatch lists and watches the single VMI called name.
-func (c *Clients) listWatch(name string) cache.ListerWatcher {
+// until runs watchtools.UntilWithSync on the single VMI called name. It
+// ends at once with an ErrForbidden error when the API server refuses the
+// list or the watch (the informer would retry until ctx ends).
+func (c *Clients) until(ctx context.Context, name string, precondition watchtools.PreconditionFunc, cond watchtools.ConditionFunc) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	_, err := watchtools.UntilWithSync(ctx, c.listWatch(name, stop), &kubevirtv1.VirtualMachineInstance{}, precondition, cond)
+	if cause := context.Cause(ctx); errors.Is(cause, ErrForbidden) {
+		return cause
+	}
+	return err
+}
+
+// ErrForbidden means the API server refused a verb the executor needs: the
+// runner's Role lacks it (see deploy/rbac.yaml).
+var ErrForbidden = errors.New("forbidden by the API server")
+
+// listWatch lists and watches the single VMI called name. A Forbidden
+// answer is passed to denied, wrapped in ErrForbidden with the verb.
+func (c *Clients) listWatch(name string, denied context.CancelCauseFunc) cache.ListerWatcher {
 	vmis := c.Virt.KubevirtV1().VirtualMachineInstances(c.Namespace)
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	check := func(verb string, err error) error {
+		if apierrors.IsForbidden(err) {
+			denied(fmt.Errorf("%w: %s virtualmachineinstances in namespace %s: grant the runner's ServiceAccount %q on virtualmachineinstances (deploy/rbac.yaml): %v",
+				ErrForbidden, verb, c.Namespace, verb, err))
+		}
+		return err
+	}
 	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = sel
-			return vmis.List(ctx, o)
+			obj, err := vmis.List(ctx, o)
+			return obj, check("list", err)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.FieldSelector = sel
-			return vmis.Watch(ctx, o)
+			w, err := vmis.Watch(ctx, o)
+			return w, check("watch", err)
 		},
 	}
 }

@@ -7,7 +7,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 	kubevirtv1 "kubevirt.io/api/core/v1"
 )
 
@@ -24,7 +23,7 @@ func (c *Clients) WatchFailure(ctx context.Context, name string) error {
 		}
 		return false, nil
 	}
-	_, err := watchtools.UntilWithSync(ctx, c.listWatch(name), &kubevirtv1.VirtualMachineInstance{}, gone,
+	err := c.until(ctx, name, gone,
 		func(ev watch.Event) (bool, error) {
 			switch ev.Type {
 			case watch.Deleted:
@@ -41,7 +40,7 @@ func (c *Clients) WatchFailure(ctx context.Context, name string) error {
 			return false, failed
 		})
 	var fe *FailedError
-	if errors.As(err, &fe) || errors.Is(err, ErrVMIDeleted) {
+	if errors.As(err, &fe) || errors.Is(err, ErrVMIDeleted) || errors.Is(err, ErrForbidden) {
 		return err
 	}
 	if ctx.Err() != nil {

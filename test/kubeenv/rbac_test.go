@@ -90,15 +90,6 @@ func TestRunnerRBAC(t *testing.T) {
 			_, err = cs.CoreV1().Secrets(ns).Patch(ctx, "job-1", types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 			return err
 		}},
-		{"update secret", func() error {
-			s, err := cs.CoreV1().Secrets(ns).Get(ctx, "job-1", metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			s.Labels = map[string]string{"updated": "yes"}
-			_, err = cs.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
-			return err
-		}},
 		{"create event", func() error {
 			_, err := cs.CoreV1().Events(ns).Create(ctx, &corev1.Event{
 				ObjectMeta:     metav1.ObjectMeta{GenerateName: "job-1-"},
@@ -141,6 +132,15 @@ func TestRunnerRBAC(t *testing.T) {
 		}},
 		{"get secrets in another namespace", func() error {
 			_, err := cs.CoreV1().Secrets(other).List(ctx, metav1.ListOptions{})
+			return err
+		}},
+		{"update secret (the owner is set by a merge patch)", func() error {
+			s, err := cs.CoreV1().Secrets(ns).Get(ctx, "job-1", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			s.Labels = map[string]string{"updated": "yes"}
+			_, err = cs.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
 			return err
 		}},
 		{"update vmi", func() error {

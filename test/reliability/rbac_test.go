@@ -90,7 +90,6 @@ func TestRBACEachVerbIsNeeded(t *testing.T) {
 		{"", resSecrets, "get", stepRun, "run reads the job's credentials"},
 		{"", resSecrets, "list", stepGC, "gc lists the job Secrets to find orphans"},
 		{"", resSecrets, "create", stepPrepare, "prepare creates the job's credential Secret"},
-		{"", resSecrets, "update", stepNone, "no call of the executor updates a Secret (the owner is set by a merge patch)"},
 		{"", resSecrets, "patch", stepPrepare, "prepare patches the Secret's ownerReferences to the VMI"},
 		{"", resSecrets, "delete", stepCleanup, "cleanup deletes the job's Secret"},
 	}
