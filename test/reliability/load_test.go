@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -64,5 +65,22 @@ func TestLoad(t *testing.T) {
 	if failed > 0 {
 		t.Errorf("%d of %d concurrent jobs failed", failed, n)
 	}
-	t.Logf("measured: %d concurrent jobs (prepare, 5 runs, cleanup) in %s", n, time.Since(start).Round(time.Millisecond))
+	var prepares []time.Duration
+	for _, res := range results {
+		if res != nil {
+			prepares = append(prepares, stageDuration(res, "prepare"))
+		}
+	}
+	slices.Sort(prepares)
+	t.Logf("measured: %d concurrent jobs (prepare, 5 runs, cleanup) in %s; prepare p50 %s, p95 %s",
+		n, time.Since(start).Round(time.Millisecond), percentile(prepares, 50), percentile(prepares, 95))
+}
+
+// percentile returns the p-th percentile of sorted (nearest rank), or 0.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p + 99) / 100
+	return sorted[max(i, 1)-1].Round(time.Millisecond)
 }
