@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -102,10 +100,10 @@ func (s *suite) profileRun(ctx context.Context, h *heldJob, script string, n int
 		logf("profile: %v", err)
 		return ""
 	}
-	out, err := exec.CommandContext(ctx, filepath.Join(runtime.GOROOT(), "bin", "go"), "tool", "pprof", "-top", "-nodecount=25", self, f.Name()).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=25", self, f.Name()).CombinedOutput()
 	if err != nil {
 		logf("profile: go tool pprof: %v\n%s", err, out)
 		return ""
 	}
-	return fmt.Sprintf("%s", out)
+	return string(out)
 }
