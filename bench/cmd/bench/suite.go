@@ -165,7 +165,8 @@ func (s *suite) header(binDir string) string {
 		"in the same invocation so machine noise hits both alike; ratios are ours/OpenSSH of the medians. " +
 		"No test asserts a timing; the targets below are reported, not enforced.\n")
 	fmt.Fprintf(&b, "\nLoad average (1, 5, 15 min) at the start: %s; at the end: %s. This machine is shared with other engineers' "+
-		"test runs, so absolute times vary between invocations (up to 2x has been seen); the alternated ratios vary much less.\n",
+		"test runs (a load above 2 means contention for its 2 CPUs), so absolute times vary between invocations (up to 2x has been seen); "+
+		"alternation protects the short comparisons, but CPU-bound ones (the stream) suffer most from contention: compare invocations only at similar load.\n",
 		s.loadStart, loadAvg())
 	if len(s.setup) > 0 {
 		b.WriteString("\nSetup (not measured as a benchmark): ")
