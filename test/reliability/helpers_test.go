@@ -194,28 +194,54 @@ func leftoverProcesses() []string {
 			// A zombie has no exe link; its name is the first 15 bytes
 			// of the binary's name. Only our own zombies count (the
 			// guest sshds' are reparented to init, which is not ours).
-			if strings.HasPrefix(procStatusField(p, "Name"), e2e.PluginPrefix[:15]) {
+			// Packages run in parallel and orphans are reparented to an
+			// init that may not reap: count a zombie only when its
+			// parent is this test process or one of the binaries under
+			// test, so other suites' zombies do not fail this one.
+			if strings.HasPrefix(procStatusField(p, "Name"), e2e.PluginPrefix[:15]) && ownParent(procStatusField(p, "PPid")) {
 				out = append(out, strconv.Itoa(p)+" (zombie) "+procStatusField(p, "Name"))
 			}
 			continue
 		}
 		exe, _ := os.Readlink("/proc/" + strconv.Itoa(p) + "/exe")
-		if strings.HasPrefix(exe, binDir+string(filepath.Separator)) ||
-			strings.HasPrefix(filepath.Base(exe), e2e.PluginPrefix) ||
-			(uid != "" && procUID(p) == uid) {
+		if underBinDir(exe) || (uid != "" && procUID(p) == uid) {
 			out = append(out, strconv.Itoa(p)+" "+procCmdline(p))
 		}
 	}
 	return out
 }
 
-// pluginPids returns the living processes whose executable is a plugin
-// binary.
+// underBinDir reports whether exe is one of the binaries under test.
+func underBinDir(exe string) bool {
+	dir, err := filepath.EvalSymlinks(binDir)
+	if err != nil {
+		dir = binDir
+	}
+	return strings.HasPrefix(exe, dir+string(filepath.Separator))
+}
+
+// ownParent reports whether ppid is this test process or a process of one
+// of the binaries under test.
+func ownParent(ppid string) bool {
+	pid, err := strconv.Atoi(strings.TrimSpace(ppid))
+	if err != nil {
+		return false
+	}
+	if pid == os.Getpid() {
+		return true
+	}
+	exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	return underBinDir(exe)
+}
+
+// pluginPids returns the living processes of this suite's plugin binaries.
 func pluginPids() []int {
+	// Only this suite's plugins: other packages' tests run at the same time
+	// (go test runs packages in parallel) with plugins of their own.
 	var pids []int
 	for _, p := range allPids() {
 		exe, _ := os.Readlink("/proc/" + strconv.Itoa(p) + "/exe")
-		if strings.HasPrefix(filepath.Base(exe), e2e.PluginPrefix) {
+		if underBinDir(exe) && strings.HasPrefix(filepath.Base(exe), e2e.PluginPrefix) {
 			pids = append(pids, p)
 		}
 	}
