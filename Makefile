@@ -10,6 +10,7 @@
 #   make containerdisk  the guest as a KubeVirt containerDisk archive in dist/
 #   make container  multi-arch image (linux/amd64, linux/arm64) as an OCI archive in dist/, without Docker
 #   make docs      regenerate the CLI reference in docs/cli
+#   make bench     benchmark suite (~8 min, kube-binaries cached) -> bench/latest.json, BENCHMARKS.md
 #   make fuzz      run every fuzz target for FUZZTIME each
 #   make clean
 
@@ -29,7 +30,7 @@ TEST_TIMEOUT ?= 40m
 # Extra modules with their own go.mod (the example third-party plugin).
 EXAMPLE_MODULES := $(patsubst %/go.mod,%,$(wildcard examples/*/go.mod))
 
-.PHONY: image containerdisk container demo docs docs-check
+.PHONY: image containerdisk container demo docs docs-check bench
 .PHONY: all build test e2e unit lint vet staticcheck fmt-check generate generate-check deps kube-binaries fuzz clean help
 
 all: build
@@ -59,7 +60,7 @@ kube-binaries:
 
 # The README's first command: a CI job through config/prepare/run/cleanup on
 # a real kube-apiserver + etcd with the KubeVirt CRDs and a VMI stand-in.
-DEMO_MODE ?= sshd
+DEMO_MODE ?= qemu
 demo: deps kube-binaries build
 	$(GO) run ./test/demo --bin-dir $(BIN) --mode $(DEMO_MODE)
 
@@ -115,6 +116,9 @@ docs:
 
 docs-check: docs
 	git diff --exit-code -- docs/cli
+
+bench: deps kube-binaries
+	$(GO) run ./bench/cmd/bench -out bench/latest.json -md BENCHMARKS.md
 
 fuzz:
 	@bash hack/fuzz.sh $(FUZZTIME)
