@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,9 +31,9 @@ var ErrVMIDeleted = errors.New("the vmi was deleted")
 // watch ("resource version too old") or a dropped connection re-lists with
 // backoff instead of failing, so an API server restart is survived.
 //
-// A list or watch the API server forbids ends the wait at once with an
-// ErrForbidden error naming the verb: the informer would otherwise retry
-// until the deadline.
+// A list or watch the API server keeps forbidding (forbiddenGrace) ends
+// the wait with an ErrForbidden error naming the verb: the informer would
+// otherwise retry until the deadline.
 func (c *Clients) WaitRunning(ctx context.Context, name string, progress func(Status)) (Status, error) {
 	var last Status
 	var seen bool
@@ -91,7 +93,7 @@ func (c *Clients) WaitGone(ctx context.Context, name string) error {
 }
 
 // until runs watchtools.UntilWithSync on the single VMI called name. It
-// ends at once with an ErrForbidden error when the API server refuses the
+// ends with an ErrForbidden error when the API server keeps refusing the
 // list or the watch (the informer would retry until ctx ends).
 func (c *Clients) until(ctx context.Context, name string, precondition watchtools.PreconditionFunc, cond watchtools.ConditionFunc) error {
 	ctx, stop := context.WithCancelCause(ctx)
@@ -103,17 +105,34 @@ func (c *Clients) until(ctx context.Context, name string, precondition watchtool
 	return err
 }
 
-// ErrForbidden means the API server refused a verb the executor needs: the
-// runner's Role lacks it (see deploy/rbac.yaml).
+// ErrForbidden means the API server kept refusing a verb the executor
+// needs: the runner's Role lacks it (see deploy/rbac.yaml).
 var ErrForbidden = errors.New("forbidden by the API server")
 
-// listWatch lists and watches the single VMI called name. A Forbidden
-// answer is passed to denied, wrapped in ErrForbidden with the verb.
+// forbiddenGrace is how long list/watch may keep answering Forbidden before
+// the wait gives up. A restarting kube-apiserver refuses requests for a
+// moment until its RBAC caches have synced; a missing verb stays refused.
+const forbiddenGrace = 15 * time.Second
+
+// listWatch lists and watches the single VMI called name. When the API
+// server has answered Forbidden for forbiddenGrace without a success in
+// between, denied gets an ErrForbidden error naming the verb.
 func (c *Clients) listWatch(name string, denied context.CancelCauseFunc) cache.ListerWatcher {
 	vmis := c.Virt.KubevirtV1().VirtualMachineInstances(c.Namespace)
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	var mu sync.Mutex
+	var refusedSince time.Time
 	check := func(verb string, err error) error {
-		if apierrors.IsForbidden(err) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !apierrors.IsForbidden(err) {
+			refusedSince = time.Time{}
+			return err
+		}
+		if refusedSince.IsZero() {
+			refusedSince = time.Now()
+		}
+		if time.Since(refusedSince) >= forbiddenGrace {
 			denied(fmt.Errorf("%w: %s virtualmachineinstances in namespace %s: grant the runner's ServiceAccount %q on virtualmachineinstances (deploy/rbac.yaml): %v",
 				ErrForbidden, verb, c.Namespace, verb, err))
 		}
