@@ -114,25 +114,31 @@ var ErrForbidden = errors.New("forbidden by the API server")
 // moment until its RBAC caches have synced; a missing verb stays refused.
 const forbiddenGrace = 15 * time.Second
 
-// listWatch lists and watches the single VMI called name. When the API
-// server has answered Forbidden for forbiddenGrace without a success in
-// between, denied gets an ErrForbidden error naming the verb.
+// listWatch lists and watches the single VMI called name. A refusal is
+// final (denied gets an ErrForbidden error naming the verb) when the watch
+// is forbidden although the list was allowed (RBAC is evaluated, the Role
+// lacks watch), or when the API server has answered Forbidden for
+// forbiddenGrace without a success in between.
 func (c *Clients) listWatch(name string, denied context.CancelCauseFunc) cache.ListerWatcher {
 	vmis := c.Virt.KubevirtV1().VirtualMachineInstances(c.Namespace)
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
 	var mu sync.Mutex
 	var refusedSince time.Time
+	var listed bool
 	check := func(verb string, err error) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if !apierrors.IsForbidden(err) {
-			refusedSince = time.Time{}
+			if err == nil {
+				refusedSince = time.Time{}
+				listed = listed || verb == "list"
+			}
 			return err
 		}
 		if refusedSince.IsZero() {
 			refusedSince = time.Now()
 		}
-		if time.Since(refusedSince) >= forbiddenGrace {
+		if (verb == "watch" && listed) || time.Since(refusedSince) >= forbiddenGrace {
 			denied(fmt.Errorf("%w: %s virtualmachineinstances in namespace %s: grant the runner's ServiceAccount %q on virtualmachineinstances (deploy/rbac.yaml): %v",
 				ErrForbidden, verb, c.Namespace, verb, err))
 		}
