@@ -135,12 +135,10 @@ func TestRunnerRBAC(t *testing.T) {
 			return err
 		}},
 		{"update secret (the owner is set by a merge patch)", func() error {
-			s, err := cs.CoreV1().Secrets(ns).Get(ctx, "job-1", metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			s.Labels = map[string]string{"updated": "yes"}
-			_, err = cs.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
+			// Authorization comes before the lookup: no need for the
+			// Secret to exist.
+			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "job-1", Namespace: ns, Labels: map[string]string{"updated": "yes"}}}
+			_, err := cs.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
 			return err
 		}},
 		{"update vmi", func() error {
