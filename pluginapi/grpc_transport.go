@@ -52,6 +52,20 @@ func (s *transportServer) WaitReady(ctx context.Context, req *pluginv1.WaitReady
 	return &pluginv1.WaitReadyResponse{Attempts: attempts}, nil
 }
 
+func (s *transportServer) ValidateTarget(ctx context.Context, req *pluginv1.ValidateTargetRequest) (*pluginv1.ValidateTargetResponse, error) {
+	v, ok := s.impl.(TargetValidator)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "validate target: this transport checks targets only when it connects")
+	}
+	if req.GetTarget() == nil {
+		return nil, status.Error(codes.InvalidArgument, "validate target: target is required")
+	}
+	if err := v.ValidateTarget(ctx, req.GetTarget()); err != nil {
+		return nil, err
+	}
+	return &pluginv1.ValidateTargetResponse{}, nil
+}
+
 func (s *transportServer) Exec(stream pluginv1.Transport_ExecServer) error {
 	first, err := stream.Recv()
 	if err != nil {
@@ -195,6 +209,11 @@ func (c *transportClient) WaitReady(ctx context.Context, target *pluginv1.Target
 		return 0, err
 	}
 	return resp.GetAttempts(), nil
+}
+
+func (c *transportClient) ValidateTarget(ctx context.Context, target *pluginv1.Target) error {
+	_, err := c.rpc.ValidateTarget(ctx, &pluginv1.ValidateTargetRequest{Target: target})
+	return err
 }
 
 func (c *transportClient) Exec(ctx context.Context, start *pluginv1.ExecStart, stdio ExecIO) (*pluginv1.ExecExit, error) {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"io"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
 
@@ -42,6 +45,29 @@ type TransportPlugin interface {
 	// Upload writes content to header.Path on the guest and verifies that
 	// the written bytes hash to header.Sha256.
 	Upload(ctx context.Context, header *pluginv1.UploadHeader, content io.Reader) (*pluginv1.UploadResponse, error)
+}
+
+// TargetValidator is implemented by transport plugins that can check a
+// target, its options above all, without connecting. It is optional: the
+// core calls it through ValidateTarget before it creates anything, so a
+// bad --transport-option fails with nothing to clean up.
+type TargetValidator interface {
+	// ValidateTarget refuses an invalid target with InvalidInput. The
+	// target's host is a placeholder: the guest's address is not known yet.
+	ValidateTarget(ctx context.Context, target *pluginv1.Target) error
+}
+
+// ValidateTarget asks t to check target if it can (see TargetValidator).
+// A plugin without the check (it answers Unimplemented) passes.
+func ValidateTarget(ctx context.Context, t TransportPlugin, target *pluginv1.Target) error {
+	v, ok := t.(TargetValidator)
+	if !ok {
+		return nil
+	}
+	if err := v.ValidateTarget(ctx, target); err != nil && status.Code(err) != codes.Unimplemented {
+		return err
+	}
+	return nil
 }
 
 // ExecIO connects a remote command to local streams.

@@ -124,6 +124,13 @@ func (c transportCaller) WaitReady(ctx context.Context, target *pluginv1.Target)
 }
 
 // Exec calls the plugin and adds context to errors.
+// ValidateTarget asks the plugin to check target without connecting (see
+// pluginapi.TargetValidator).
+func (c transportCaller) ValidateTarget(ctx context.Context, target *pluginv1.Target) error {
+	err := pluginapi.ValidateTarget(ctx, c.impl, target)
+	return c.p.callError("ValidateTarget", err)
+}
+
 func (c transportCaller) Exec(ctx context.Context, start *pluginv1.ExecStart, stdio pluginapi.ExecIO) (*pluginv1.ExecExit, error) {
 	r, err := c.impl.Exec(ctx, start, stdio)
 	return r, c.p.callError("Exec", err)

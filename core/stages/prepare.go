@@ -160,6 +160,14 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	if err != nil {
 		return SystemFailure(err)
 	}
+	// The guest's address is not known yet: the VMI name stands in for it.
+	if err := pluginapi.ValidateTarget(ctx, transport, &pluginv1.Target{
+		Host: names.VMI, Port: uint32(opts.Port), Username: opts.Username,
+		PrivateKey: creds.Client.PrivatePEM, Password: creds.Password,
+		HostKeys: []string{creds.Host.Public}, Options: opts.TransportOptions,
+	}); err != nil {
+		return SystemFailure(fmt.Errorf("--transport-option / transport plugin %s refused the target: %s", opts.TransportPlugin, pluginapi.ErrorMessage(err)))
+	}
 	boot, err := osp.Render(ctx, &pluginv1.RenderRequest{
 		Username:      opts.Username,
 		AuthorizedKey: creds.Client.Public,

@@ -926,6 +926,88 @@ func (x *WaitReadyRequest) GetTarget() *Target {
 	return nil
 }
 
+type ValidateTargetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A target as the core will use it, except that host is a placeholder
+	// (the guest's address is not known yet).
+	Target        *Target `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateTargetRequest) Reset() {
+	*x = ValidateTargetRequest{}
+	mi := &file_plugin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateTargetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateTargetRequest) ProtoMessage() {}
+
+func (x *ValidateTargetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateTargetRequest.ProtoReflect.Descriptor instead.
+func (*ValidateTargetRequest) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ValidateTargetRequest) GetTarget() *Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+type ValidateTargetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateTargetResponse) Reset() {
+	*x = ValidateTargetResponse{}
+	mi := &file_plugin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateTargetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateTargetResponse) ProtoMessage() {}
+
+func (x *ValidateTargetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateTargetResponse.ProtoReflect.Descriptor instead.
+func (*ValidateTargetResponse) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{11}
+}
+
 type WaitReadyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Attempts made until the guest answered.
@@ -936,7 +1018,7 @@ type WaitReadyResponse struct {
 
 func (x *WaitReadyResponse) Reset() {
 	*x = WaitReadyResponse{}
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1030,7 @@ func (x *WaitReadyResponse) String() string {
 func (*WaitReadyResponse) ProtoMessage() {}
 
 func (x *WaitReadyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[10]
+	mi := &file_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1043,7 @@ func (x *WaitReadyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitReadyResponse.ProtoReflect.Descriptor instead.
 func (*WaitReadyResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WaitReadyResponse) GetAttempts() uint32 {
@@ -985,7 +1067,7 @@ type ExecStart struct {
 
 func (x *ExecStart) Reset() {
 	*x = ExecStart{}
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1079,7 @@ func (x *ExecStart) String() string {
 func (*ExecStart) ProtoMessage() {}
 
 func (x *ExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[11]
+	mi := &file_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1092,7 @@ func (x *ExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
 func (*ExecStart) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExecStart) GetTarget() *Target {
@@ -1052,7 +1134,7 @@ type ExecSignal struct {
 
 func (x *ExecSignal) Reset() {
 	*x = ExecSignal{}
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1146,7 @@ func (x *ExecSignal) String() string {
 func (*ExecSignal) ProtoMessage() {}
 
 func (x *ExecSignal) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[12]
+	mi := &file_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1159,7 @@ func (x *ExecSignal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecSignal.ProtoReflect.Descriptor instead.
 func (*ExecSignal) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExecSignal) GetName() string {
@@ -1104,7 +1186,7 @@ type ExecInput struct {
 
 func (x *ExecInput) Reset() {
 	*x = ExecInput{}
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1198,7 @@ func (x *ExecInput) String() string {
 func (*ExecInput) ProtoMessage() {}
 
 func (x *ExecInput) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[13]
+	mi := &file_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1211,7 @@ func (x *ExecInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecInput.ProtoReflect.Descriptor instead.
 func (*ExecInput) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExecInput) GetInput() isExecInput_Input {
@@ -1221,7 +1303,7 @@ type ExecExit struct {
 
 func (x *ExecExit) Reset() {
 	*x = ExecExit{}
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1315,7 @@ func (x *ExecExit) String() string {
 func (*ExecExit) ProtoMessage() {}
 
 func (x *ExecExit) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[14]
+	mi := &file_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1328,7 @@ func (x *ExecExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecExit.ProtoReflect.Descriptor instead.
 func (*ExecExit) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExecExit) GetCode() int32 {
@@ -1293,7 +1375,7 @@ type ExecOutput struct {
 
 func (x *ExecOutput) Reset() {
 	*x = ExecOutput{}
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1387,7 @@ func (x *ExecOutput) String() string {
 func (*ExecOutput) ProtoMessage() {}
 
 func (x *ExecOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[15]
+	mi := &file_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1400,7 @@ func (x *ExecOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecOutput.ProtoReflect.Descriptor instead.
 func (*ExecOutput) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{15}
+	return file_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExecOutput) GetOutput() isExecOutput_Output {
@@ -1394,7 +1476,7 @@ type UploadHeader struct {
 
 func (x *UploadHeader) Reset() {
 	*x = UploadHeader{}
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1488,7 @@ func (x *UploadHeader) String() string {
 func (*UploadHeader) ProtoMessage() {}
 
 func (x *UploadHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[16]
+	mi := &file_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1501,7 @@ func (x *UploadHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadHeader.ProtoReflect.Descriptor instead.
 func (*UploadHeader) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{16}
+	return file_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UploadHeader) GetTarget() *Target {
@@ -1471,7 +1553,7 @@ type UploadChunk struct {
 
 func (x *UploadChunk) Reset() {
 	*x = UploadChunk{}
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1565,7 @@ func (x *UploadChunk) String() string {
 func (*UploadChunk) ProtoMessage() {}
 
 func (x *UploadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[17]
+	mi := &file_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1578,7 @@ func (x *UploadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadChunk.ProtoReflect.Descriptor instead.
 func (*UploadChunk) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{17}
+	return file_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UploadChunk) GetChunk() isUploadChunk_Chunk {
@@ -1550,7 +1632,7 @@ type UploadResponse struct {
 
 func (x *UploadResponse) Reset() {
 	*x = UploadResponse{}
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1644,7 @@ func (x *UploadResponse) String() string {
 func (*UploadResponse) ProtoMessage() {}
 
 func (x *UploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1657,7 @@ func (x *UploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadResponse.ProtoReflect.Descriptor instead.
 func (*UploadResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{18}
+	return file_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UploadResponse) GetSize() int64 {
@@ -1666,7 +1748,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"R\n" +
 	"\x10WaitReadyRequest\x12>\n" +
-	"\x06target\x18\x01 \x01(\v2&.gitlabrunnerkubevirt.plugin.v1.TargetR\x06target\"/\n" +
+	"\x06target\x18\x01 \x01(\v2&.gitlabrunnerkubevirt.plugin.v1.TargetR\x06target\"W\n" +
+	"\x15ValidateTargetRequest\x12>\n" +
+	"\x06target\x18\x01 \x01(\v2&.gitlabrunnerkubevirt.plugin.v1.TargetR\x06target\"\x18\n" +
+	"\x16ValidateTargetResponse\"/\n" +
 	"\x11WaitReadyResponse\x12\x1a\n" +
 	"\battempts\x18\x01 \x01(\rR\battempts\"\xfd\x01\n" +
 	"\tExecStart\x12>\n" +
@@ -1724,8 +1809,9 @@ const file_plugin_proto_rawDesc = "" +
 	"\aGetInfo\x12..gitlabrunnerkubevirt.plugin.v1.GetInfoRequest\x1a*.gitlabrunnerkubevirt.plugin.v1.PluginInfo\x12g\n" +
 	"\x06Health\x12-.gitlabrunnerkubevirt.plugin.v1.HealthRequest\x1a..gitlabrunnerkubevirt.plugin.v1.HealthResponse2m\n" +
 	"\x02OS\x12g\n" +
-	"\x06Render\x12-.gitlabrunnerkubevirt.plugin.v1.RenderRequest\x1a..gitlabrunnerkubevirt.plugin.v1.RenderResponse2\xc9\x02\n" +
-	"\tTransport\x12p\n" +
+	"\x06Render\x12-.gitlabrunnerkubevirt.plugin.v1.RenderRequest\x1a..gitlabrunnerkubevirt.plugin.v1.RenderResponse2\xca\x03\n" +
+	"\tTransport\x12\x7f\n" +
+	"\x0eValidateTarget\x125.gitlabrunnerkubevirt.plugin.v1.ValidateTargetRequest\x1a6.gitlabrunnerkubevirt.plugin.v1.ValidateTargetResponse\x12p\n" +
 	"\tWaitReady\x120.gitlabrunnerkubevirt.plugin.v1.WaitReadyRequest\x1a1.gitlabrunnerkubevirt.plugin.v1.WaitReadyResponse\x12a\n" +
 	"\x04Exec\x12).gitlabrunnerkubevirt.plugin.v1.ExecInput\x1a*.gitlabrunnerkubevirt.plugin.v1.ExecOutput(\x010\x01\x12g\n" +
 	"\x06Upload\x12+.gitlabrunnerkubevirt.plugin.v1.UploadChunk\x1a..gitlabrunnerkubevirt.plugin.v1.UploadResponse(\x01BVZTgithub.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1;pluginv1b\x06proto3"
@@ -1743,67 +1829,72 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_plugin_proto_goTypes = []any{
-	(Kind)(0),                 // 0: gitlabrunnerkubevirt.plugin.v1.Kind
-	(Datasource)(0),           // 1: gitlabrunnerkubevirt.plugin.v1.Datasource
-	(HealthResponse_State)(0), // 2: gitlabrunnerkubevirt.plugin.v1.HealthResponse.State
-	(*GetInfoRequest)(nil),    // 3: gitlabrunnerkubevirt.plugin.v1.GetInfoRequest
-	(*PluginInfo)(nil),        // 4: gitlabrunnerkubevirt.plugin.v1.PluginInfo
-	(*HealthRequest)(nil),     // 5: gitlabrunnerkubevirt.plugin.v1.HealthRequest
-	(*HealthResponse)(nil),    // 6: gitlabrunnerkubevirt.plugin.v1.HealthResponse
-	(*HostKey)(nil),           // 7: gitlabrunnerkubevirt.plugin.v1.HostKey
-	(*RenderRequest)(nil),     // 8: gitlabrunnerkubevirt.plugin.v1.RenderRequest
-	(*RunRecipe)(nil),         // 9: gitlabrunnerkubevirt.plugin.v1.RunRecipe
-	(*RenderResponse)(nil),    // 10: gitlabrunnerkubevirt.plugin.v1.RenderResponse
-	(*Target)(nil),            // 11: gitlabrunnerkubevirt.plugin.v1.Target
-	(*WaitReadyRequest)(nil),  // 12: gitlabrunnerkubevirt.plugin.v1.WaitReadyRequest
-	(*WaitReadyResponse)(nil), // 13: gitlabrunnerkubevirt.plugin.v1.WaitReadyResponse
-	(*ExecStart)(nil),         // 14: gitlabrunnerkubevirt.plugin.v1.ExecStart
-	(*ExecSignal)(nil),        // 15: gitlabrunnerkubevirt.plugin.v1.ExecSignal
-	(*ExecInput)(nil),         // 16: gitlabrunnerkubevirt.plugin.v1.ExecInput
-	(*ExecExit)(nil),          // 17: gitlabrunnerkubevirt.plugin.v1.ExecExit
-	(*ExecOutput)(nil),        // 18: gitlabrunnerkubevirt.plugin.v1.ExecOutput
-	(*UploadHeader)(nil),      // 19: gitlabrunnerkubevirt.plugin.v1.UploadHeader
-	(*UploadChunk)(nil),       // 20: gitlabrunnerkubevirt.plugin.v1.UploadChunk
-	(*UploadResponse)(nil),    // 21: gitlabrunnerkubevirt.plugin.v1.UploadResponse
-	nil,                       // 22: gitlabrunnerkubevirt.plugin.v1.RenderRequest.OptionsEntry
-	nil,                       // 23: gitlabrunnerkubevirt.plugin.v1.Target.OptionsEntry
-	nil,                       // 24: gitlabrunnerkubevirt.plugin.v1.ExecStart.EnvEntry
+	(Kind)(0),                      // 0: gitlabrunnerkubevirt.plugin.v1.Kind
+	(Datasource)(0),                // 1: gitlabrunnerkubevirt.plugin.v1.Datasource
+	(HealthResponse_State)(0),      // 2: gitlabrunnerkubevirt.plugin.v1.HealthResponse.State
+	(*GetInfoRequest)(nil),         // 3: gitlabrunnerkubevirt.plugin.v1.GetInfoRequest
+	(*PluginInfo)(nil),             // 4: gitlabrunnerkubevirt.plugin.v1.PluginInfo
+	(*HealthRequest)(nil),          // 5: gitlabrunnerkubevirt.plugin.v1.HealthRequest
+	(*HealthResponse)(nil),         // 6: gitlabrunnerkubevirt.plugin.v1.HealthResponse
+	(*HostKey)(nil),                // 7: gitlabrunnerkubevirt.plugin.v1.HostKey
+	(*RenderRequest)(nil),          // 8: gitlabrunnerkubevirt.plugin.v1.RenderRequest
+	(*RunRecipe)(nil),              // 9: gitlabrunnerkubevirt.plugin.v1.RunRecipe
+	(*RenderResponse)(nil),         // 10: gitlabrunnerkubevirt.plugin.v1.RenderResponse
+	(*Target)(nil),                 // 11: gitlabrunnerkubevirt.plugin.v1.Target
+	(*WaitReadyRequest)(nil),       // 12: gitlabrunnerkubevirt.plugin.v1.WaitReadyRequest
+	(*ValidateTargetRequest)(nil),  // 13: gitlabrunnerkubevirt.plugin.v1.ValidateTargetRequest
+	(*ValidateTargetResponse)(nil), // 14: gitlabrunnerkubevirt.plugin.v1.ValidateTargetResponse
+	(*WaitReadyResponse)(nil),      // 15: gitlabrunnerkubevirt.plugin.v1.WaitReadyResponse
+	(*ExecStart)(nil),              // 16: gitlabrunnerkubevirt.plugin.v1.ExecStart
+	(*ExecSignal)(nil),             // 17: gitlabrunnerkubevirt.plugin.v1.ExecSignal
+	(*ExecInput)(nil),              // 18: gitlabrunnerkubevirt.plugin.v1.ExecInput
+	(*ExecExit)(nil),               // 19: gitlabrunnerkubevirt.plugin.v1.ExecExit
+	(*ExecOutput)(nil),             // 20: gitlabrunnerkubevirt.plugin.v1.ExecOutput
+	(*UploadHeader)(nil),           // 21: gitlabrunnerkubevirt.plugin.v1.UploadHeader
+	(*UploadChunk)(nil),            // 22: gitlabrunnerkubevirt.plugin.v1.UploadChunk
+	(*UploadResponse)(nil),         // 23: gitlabrunnerkubevirt.plugin.v1.UploadResponse
+	nil,                            // 24: gitlabrunnerkubevirt.plugin.v1.RenderRequest.OptionsEntry
+	nil,                            // 25: gitlabrunnerkubevirt.plugin.v1.Target.OptionsEntry
+	nil,                            // 26: gitlabrunnerkubevirt.plugin.v1.ExecStart.EnvEntry
 }
 var file_plugin_proto_depIdxs = []int32{
 	0,  // 0: gitlabrunnerkubevirt.plugin.v1.PluginInfo.kind:type_name -> gitlabrunnerkubevirt.plugin.v1.Kind
 	2,  // 1: gitlabrunnerkubevirt.plugin.v1.HealthResponse.state:type_name -> gitlabrunnerkubevirt.plugin.v1.HealthResponse.State
 	7,  // 2: gitlabrunnerkubevirt.plugin.v1.RenderRequest.host_key:type_name -> gitlabrunnerkubevirt.plugin.v1.HostKey
-	22, // 3: gitlabrunnerkubevirt.plugin.v1.RenderRequest.options:type_name -> gitlabrunnerkubevirt.plugin.v1.RenderRequest.OptionsEntry
+	24, // 3: gitlabrunnerkubevirt.plugin.v1.RenderRequest.options:type_name -> gitlabrunnerkubevirt.plugin.v1.RenderRequest.OptionsEntry
 	1,  // 4: gitlabrunnerkubevirt.plugin.v1.RenderResponse.datasource:type_name -> gitlabrunnerkubevirt.plugin.v1.Datasource
 	9,  // 5: gitlabrunnerkubevirt.plugin.v1.RenderResponse.recipe:type_name -> gitlabrunnerkubevirt.plugin.v1.RunRecipe
-	23, // 6: gitlabrunnerkubevirt.plugin.v1.Target.options:type_name -> gitlabrunnerkubevirt.plugin.v1.Target.OptionsEntry
+	25, // 6: gitlabrunnerkubevirt.plugin.v1.Target.options:type_name -> gitlabrunnerkubevirt.plugin.v1.Target.OptionsEntry
 	11, // 7: gitlabrunnerkubevirt.plugin.v1.WaitReadyRequest.target:type_name -> gitlabrunnerkubevirt.plugin.v1.Target
-	11, // 8: gitlabrunnerkubevirt.plugin.v1.ExecStart.target:type_name -> gitlabrunnerkubevirt.plugin.v1.Target
-	24, // 9: gitlabrunnerkubevirt.plugin.v1.ExecStart.env:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecStart.EnvEntry
-	14, // 10: gitlabrunnerkubevirt.plugin.v1.ExecInput.start:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecStart
-	15, // 11: gitlabrunnerkubevirt.plugin.v1.ExecInput.signal:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecSignal
-	17, // 12: gitlabrunnerkubevirt.plugin.v1.ExecOutput.exit:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecExit
-	11, // 13: gitlabrunnerkubevirt.plugin.v1.UploadHeader.target:type_name -> gitlabrunnerkubevirt.plugin.v1.Target
-	19, // 14: gitlabrunnerkubevirt.plugin.v1.UploadChunk.header:type_name -> gitlabrunnerkubevirt.plugin.v1.UploadHeader
-	3,  // 15: gitlabrunnerkubevirt.plugin.v1.Info.GetInfo:input_type -> gitlabrunnerkubevirt.plugin.v1.GetInfoRequest
-	5,  // 16: gitlabrunnerkubevirt.plugin.v1.Info.Health:input_type -> gitlabrunnerkubevirt.plugin.v1.HealthRequest
-	8,  // 17: gitlabrunnerkubevirt.plugin.v1.OS.Render:input_type -> gitlabrunnerkubevirt.plugin.v1.RenderRequest
-	12, // 18: gitlabrunnerkubevirt.plugin.v1.Transport.WaitReady:input_type -> gitlabrunnerkubevirt.plugin.v1.WaitReadyRequest
-	16, // 19: gitlabrunnerkubevirt.plugin.v1.Transport.Exec:input_type -> gitlabrunnerkubevirt.plugin.v1.ExecInput
-	20, // 20: gitlabrunnerkubevirt.plugin.v1.Transport.Upload:input_type -> gitlabrunnerkubevirt.plugin.v1.UploadChunk
-	4,  // 21: gitlabrunnerkubevirt.plugin.v1.Info.GetInfo:output_type -> gitlabrunnerkubevirt.plugin.v1.PluginInfo
-	6,  // 22: gitlabrunnerkubevirt.plugin.v1.Info.Health:output_type -> gitlabrunnerkubevirt.plugin.v1.HealthResponse
-	10, // 23: gitlabrunnerkubevirt.plugin.v1.OS.Render:output_type -> gitlabrunnerkubevirt.plugin.v1.RenderResponse
-	13, // 24: gitlabrunnerkubevirt.plugin.v1.Transport.WaitReady:output_type -> gitlabrunnerkubevirt.plugin.v1.WaitReadyResponse
-	18, // 25: gitlabrunnerkubevirt.plugin.v1.Transport.Exec:output_type -> gitlabrunnerkubevirt.plugin.v1.ExecOutput
-	21, // 26: gitlabrunnerkubevirt.plugin.v1.Transport.Upload:output_type -> gitlabrunnerkubevirt.plugin.v1.UploadResponse
-	21, // [21:27] is the sub-list for method output_type
-	15, // [15:21] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	11, // 8: gitlabrunnerkubevirt.plugin.v1.ValidateTargetRequest.target:type_name -> gitlabrunnerkubevirt.plugin.v1.Target
+	11, // 9: gitlabrunnerkubevirt.plugin.v1.ExecStart.target:type_name -> gitlabrunnerkubevirt.plugin.v1.Target
+	26, // 10: gitlabrunnerkubevirt.plugin.v1.ExecStart.env:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecStart.EnvEntry
+	16, // 11: gitlabrunnerkubevirt.plugin.v1.ExecInput.start:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecStart
+	17, // 12: gitlabrunnerkubevirt.plugin.v1.ExecInput.signal:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecSignal
+	19, // 13: gitlabrunnerkubevirt.plugin.v1.ExecOutput.exit:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecExit
+	11, // 14: gitlabrunnerkubevirt.plugin.v1.UploadHeader.target:type_name -> gitlabrunnerkubevirt.plugin.v1.Target
+	21, // 15: gitlabrunnerkubevirt.plugin.v1.UploadChunk.header:type_name -> gitlabrunnerkubevirt.plugin.v1.UploadHeader
+	3,  // 16: gitlabrunnerkubevirt.plugin.v1.Info.GetInfo:input_type -> gitlabrunnerkubevirt.plugin.v1.GetInfoRequest
+	5,  // 17: gitlabrunnerkubevirt.plugin.v1.Info.Health:input_type -> gitlabrunnerkubevirt.plugin.v1.HealthRequest
+	8,  // 18: gitlabrunnerkubevirt.plugin.v1.OS.Render:input_type -> gitlabrunnerkubevirt.plugin.v1.RenderRequest
+	13, // 19: gitlabrunnerkubevirt.plugin.v1.Transport.ValidateTarget:input_type -> gitlabrunnerkubevirt.plugin.v1.ValidateTargetRequest
+	12, // 20: gitlabrunnerkubevirt.plugin.v1.Transport.WaitReady:input_type -> gitlabrunnerkubevirt.plugin.v1.WaitReadyRequest
+	18, // 21: gitlabrunnerkubevirt.plugin.v1.Transport.Exec:input_type -> gitlabrunnerkubevirt.plugin.v1.ExecInput
+	22, // 22: gitlabrunnerkubevirt.plugin.v1.Transport.Upload:input_type -> gitlabrunnerkubevirt.plugin.v1.UploadChunk
+	4,  // 23: gitlabrunnerkubevirt.plugin.v1.Info.GetInfo:output_type -> gitlabrunnerkubevirt.plugin.v1.PluginInfo
+	6,  // 24: gitlabrunnerkubevirt.plugin.v1.Info.Health:output_type -> gitlabrunnerkubevirt.plugin.v1.HealthResponse
+	10, // 25: gitlabrunnerkubevirt.plugin.v1.OS.Render:output_type -> gitlabrunnerkubevirt.plugin.v1.RenderResponse
+	14, // 26: gitlabrunnerkubevirt.plugin.v1.Transport.ValidateTarget:output_type -> gitlabrunnerkubevirt.plugin.v1.ValidateTargetResponse
+	15, // 27: gitlabrunnerkubevirt.plugin.v1.Transport.WaitReady:output_type -> gitlabrunnerkubevirt.plugin.v1.WaitReadyResponse
+	20, // 28: gitlabrunnerkubevirt.plugin.v1.Transport.Exec:output_type -> gitlabrunnerkubevirt.plugin.v1.ExecOutput
+	23, // 29: gitlabrunnerkubevirt.plugin.v1.Transport.Upload:output_type -> gitlabrunnerkubevirt.plugin.v1.UploadResponse
+	23, // [23:30] is the sub-list for method output_type
+	16, // [16:23] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_plugin_proto_init() }
@@ -1811,18 +1902,18 @@ func file_plugin_proto_init() {
 	if File_plugin_proto != nil {
 		return
 	}
-	file_plugin_proto_msgTypes[13].OneofWrappers = []any{
+	file_plugin_proto_msgTypes[15].OneofWrappers = []any{
 		(*ExecInput_Start)(nil),
 		(*ExecInput_Stdin)(nil),
 		(*ExecInput_StdinClose)(nil),
 		(*ExecInput_Signal)(nil),
 	}
-	file_plugin_proto_msgTypes[15].OneofWrappers = []any{
+	file_plugin_proto_msgTypes[17].OneofWrappers = []any{
 		(*ExecOutput_Stdout)(nil),
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_Exit)(nil),
 	}
-	file_plugin_proto_msgTypes[17].OneofWrappers = []any{
+	file_plugin_proto_msgTypes[19].OneofWrappers = []any{
 		(*UploadChunk_Header)(nil),
 		(*UploadChunk_Data)(nil),
 	}
@@ -1832,7 +1923,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -280,9 +280,10 @@ var OS_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Transport_WaitReady_FullMethodName = "/gitlabrunnerkubevirt.plugin.v1.Transport/WaitReady"
-	Transport_Exec_FullMethodName      = "/gitlabrunnerkubevirt.plugin.v1.Transport/Exec"
-	Transport_Upload_FullMethodName    = "/gitlabrunnerkubevirt.plugin.v1.Transport/Upload"
+	Transport_ValidateTarget_FullMethodName = "/gitlabrunnerkubevirt.plugin.v1.Transport/ValidateTarget"
+	Transport_WaitReady_FullMethodName      = "/gitlabrunnerkubevirt.plugin.v1.Transport/WaitReady"
+	Transport_Exec_FullMethodName           = "/gitlabrunnerkubevirt.plugin.v1.Transport/Exec"
+	Transport_Upload_FullMethodName         = "/gitlabrunnerkubevirt.plugin.v1.Transport/Upload"
 )
 
 // TransportClient is the client API for Transport service.
@@ -291,6 +292,11 @@ const (
 //
 // Transport reaches a guest and runs commands on it.
 type TransportClient interface {
+	// ValidateTarget checks a target (its options above all) without
+	// connecting. The core calls it before it creates anything, so that bad
+	// runner input fails with nothing to clean up. Optional: a plugin that
+	// answers Unimplemented is checked at WaitReady instead.
+	ValidateTarget(ctx context.Context, in *ValidateTargetRequest, opts ...grpc.CallOption) (*ValidateTargetResponse, error)
 	// WaitReady retries (dial, handshake, auth) with backoff until the guest
 	// accepts a login with the pinned host key or the call's deadline passes.
 	WaitReady(ctx context.Context, in *WaitReadyRequest, opts ...grpc.CallOption) (*WaitReadyResponse, error)
@@ -306,6 +312,16 @@ type transportClient struct {
 
 func NewTransportClient(cc grpc.ClientConnInterface) TransportClient {
 	return &transportClient{cc}
+}
+
+func (c *transportClient) ValidateTarget(ctx context.Context, in *ValidateTargetRequest, opts ...grpc.CallOption) (*ValidateTargetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ValidateTargetResponse)
+	err := c.cc.Invoke(ctx, Transport_ValidateTarget_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *transportClient) WaitReady(ctx context.Context, in *WaitReadyRequest, opts ...grpc.CallOption) (*WaitReadyResponse, error) {
@@ -350,6 +366,11 @@ type Transport_UploadClient = grpc.ClientStreamingClient[UploadChunk, UploadResp
 //
 // Transport reaches a guest and runs commands on it.
 type TransportServer interface {
+	// ValidateTarget checks a target (its options above all) without
+	// connecting. The core calls it before it creates anything, so that bad
+	// runner input fails with nothing to clean up. Optional: a plugin that
+	// answers Unimplemented is checked at WaitReady instead.
+	ValidateTarget(context.Context, *ValidateTargetRequest) (*ValidateTargetResponse, error)
 	// WaitReady retries (dial, handshake, auth) with backoff until the guest
 	// accepts a login with the pinned host key or the call's deadline passes.
 	WaitReady(context.Context, *WaitReadyRequest) (*WaitReadyResponse, error)
@@ -367,6 +388,9 @@ type TransportServer interface {
 // pointer dereference when methods are called.
 type UnimplementedTransportServer struct{}
 
+func (UnimplementedTransportServer) ValidateTarget(context.Context, *ValidateTargetRequest) (*ValidateTargetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ValidateTarget not implemented")
+}
 func (UnimplementedTransportServer) WaitReady(context.Context, *WaitReadyRequest) (*WaitReadyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WaitReady not implemented")
 }
@@ -395,6 +419,24 @@ func RegisterTransportServer(s grpc.ServiceRegistrar, srv TransportServer) {
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&Transport_ServiceDesc, srv)
+}
+
+func _Transport_ValidateTarget_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ValidateTargetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TransportServer).ValidateTarget(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Transport_ValidateTarget_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TransportServer).ValidateTarget(ctx, req.(*ValidateTargetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _Transport_WaitReady_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -436,6 +478,10 @@ var Transport_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "gitlabrunnerkubevirt.plugin.v1.Transport",
 	HandlerType: (*TransportServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ValidateTarget",
+			Handler:    _Transport_ValidateTarget_Handler,
+		},
 		{
 			MethodName: "WaitReady",
 			Handler:    _Transport_WaitReady_Handler,

@@ -87,6 +87,14 @@ func (t *Transport) Health(context.Context) (*pluginv1.HealthResponse, error) {
 	}, nil
 }
 
+// ValidateTarget checks target, its options above all, without connecting
+// (pluginapi.TargetValidator): the core calls it before it creates the job's
+// objects.
+func (t *Transport) ValidateTarget(_ context.Context, target *pluginv1.Target) error {
+	_, err := parseTarget(target)
+	return err
+}
+
 // WaitReady retries dial, handshake and login with capped exponential
 // backoff and jitter until one succeeds or ctx ends. Every failure is
 // retried, a host key mismatch included (a guest may serve a temporary key
