@@ -10,6 +10,7 @@
 #   make containerdisk  the guest as a KubeVirt containerDisk archive in dist/
 #   make container  multi-arch image (linux/amd64, linux/arm64) as an OCI archive in dist/, without Docker
 #   make docs      regenerate the CLI reference in docs/cli
+#   make reliability-load  100 concurrent jobs on the real API server + stand-in
 #   make bench     benchmark suite (~8 min, kube-binaries cached) -> bench/latest.json, BENCHMARKS.md
 #   make fuzz      run every fuzz target for FUZZTIME each
 #   make clean
@@ -30,7 +31,7 @@ TEST_TIMEOUT ?= 40m
 # Extra modules with their own go.mod (the example third-party plugin).
 EXAMPLE_MODULES := $(patsubst %/go.mod,%,$(wildcard examples/*/go.mod))
 
-.PHONY: image containerdisk container demo docs docs-check bench
+.PHONY: image containerdisk container demo docs docs-check bench reliability-load
 .PHONY: all build test e2e unit lint vet staticcheck fmt-check generate generate-check deps kube-binaries fuzz clean help
 
 all: build
@@ -116,6 +117,10 @@ docs:
 
 docs-check: docs
 	git diff --exit-code -- docs/cli
+
+# 100 concurrent jobs through prepare, 5 runs and cleanup (make test runs 20).
+reliability-load: deps kube-binaries
+	RELIABILITY_LOAD_JOBS=100 $(GO) test -count=1 -run '^TestLoad$$' -timeout 30m -v ./test/reliability/
 
 bench: deps kube-binaries
 	$(GO) run ./bench/cmd/bench -out bench/latest.json -md BENCHMARKS.md
