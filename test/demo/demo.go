@@ -92,7 +92,14 @@ func (d *demo) run(ctx context.Context) (err error) {
 	}
 	d.timeline.mark("environment ready")
 
-	cfg := bed.RunnerConfig()
+	return d.runJob(ctx, bed.RunnerConfig(), job, "interrupted: the job was cancelled and cleaned up", "")
+}
+
+// runJob runs job through the runner harness with cfg, printing its log as
+// it comes and each stage on the timeline, then the timings and how it
+// ended. interrupted is the error after a Ctrl-C; where completes the
+// success line ("succeeded<where> in 1.2s").
+func (d *demo) runJob(ctx context.Context, cfg runner.Config, job runner.Job, interrupted, where string) error {
 	cfg.Hooks = runner.Hooks{
 		Log: d.logEntry,
 		StageEnded: func(r runner.StageResult) {
@@ -115,11 +122,11 @@ func (d *demo) run(ctx context.Context) (err error) {
 	d.printTimings()
 	switch {
 	case ctx.Err() != nil:
-		return errors.New("interrupted: the job was cancelled and cleaned up")
+		return errors.New(interrupted)
 	case res.Status != runner.StatusSuccess:
 		return fmt.Errorf("the job failed: %s (%s)", res.Status, res.Reason)
 	}
-	d.printf("%s\n", d.green(fmt.Sprintf("Job %q succeeded in %s.", job.Name, res.Duration.Round(time.Millisecond))))
+	d.printf("%s\n", d.green(fmt.Sprintf("Job %q succeeded%s in %s.", job.Name, where, res.Duration.Round(time.Millisecond))))
 	return nil
 }
 

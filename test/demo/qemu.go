@@ -83,35 +83,7 @@ func (d *demo) runQEMU(ctx context.Context, job runner.Job) (err error) {
 	d.printf("  guest %s, kernel %s; accelerator %s (%s)\n", bed.Image.Guest, bed.Image.KernelVersion, bed.Accel, bed.AccelReason)
 	d.timeline.mark("environment ready")
 
-	cfg := bed.RunnerConfig()
-	cfg.Hooks = runner.Hooks{
-		Log: d.logEntry,
-		StageEnded: func(r runner.StageResult) {
-			name := r.Stage
-			if r.Attempt > 1 {
-				name = fmt.Sprintf("%s (try %d)", r.Stage, r.Attempt)
-			}
-			d.timeline.span(name, r.Start, r.Duration)
-		},
-	}
-	e, err := runner.New(cfg)
-	if err != nil {
-		return err
-	}
-	d.printf("\n")
-	res, err := e.Run(ctx, job)
-	if err != nil {
-		return err
-	}
-	d.printTimings()
-	switch {
-	case ctx.Err() != nil:
-		return errors.New("interrupted: the job was cancelled, its VM stopped and cleaned up")
-	case res.Status != runner.StatusSuccess:
-		return fmt.Errorf("the job failed: %s (%s)", res.Status, res.Reason)
-	}
-	d.printf("%s\n", d.green(fmt.Sprintf("Job %q succeeded in a real VM in %s.", job.Name, res.Duration.Round(time.Millisecond))))
-	return nil
+	return d.runJob(ctx, bed.RunnerConfig(), job, "interrupted: the job was cancelled, its VM stopped and cleaned up", " in a real VM")
 }
 
 // teardownQEMU stops the environment and checks that no QEMU (its command
