@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
+
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/realvm"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/standin"
@@ -22,7 +24,7 @@ func (d *demo) runQEMU(ctx context.Context, job runner.Job) (err error) {
 	if err := realvm.CheckTools(); err != nil {
 		return err
 	}
-	if err := realvm.CheckBinDir(d.opts.binDir); err != nil {
+	if err := e2e.CheckBinDir(d.opts.binDir); err != nil {
 		return err
 	}
 	consoleDir, err := os.MkdirTemp("", "demo-consoles-")
@@ -34,7 +36,7 @@ func (d *demo) runQEMU(ctx context.Context, job runner.Job) (err error) {
 	d.timeline.start = time.Now()
 	d.printf("%s\n", d.bold(fmt.Sprintf("gitlab-runner-kubevirt demo: job %q from %s, mode %s", job.Name, d.opts.job, d.opts.mode)))
 	d.printf("Starting the embedded environment (guest image, kube-apiserver + etcd, RBAC, VMI stand-in booting real VMs)...\n")
-	vmiName := realvm.VMIName(1, job.ID)
+	vmiName := e2e.VMIName(1, job.ID)
 	bed, err := realvm.Start(ctx, realvm.Options{
 		BinDir:     d.opts.binDir,
 		ConsoleDir: consoleDir,

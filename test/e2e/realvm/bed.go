@@ -19,7 +19,6 @@
 package realvm
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +32,7 @@ import (
 	"kubevirt.io/client-go/kubevirt"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/microvm"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/kubeenv"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/qemu"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
@@ -53,21 +53,12 @@ const (
 	// GuestUser is the login the Linux OS plugin creates in the guest
 	// (prepare's --ssh-user).
 	GuestUser = "runner"
-
-	// CoreBinary, PluginsDir and PluginPrefix lay out a bin dir as
-	// `make build` does.
-	CoreBinary   = "gitlab-runner-kubevirt"
-	PluginsDir   = "plugins"
-	PluginPrefix = "gitlab-runner-kubevirt-plugin-"
 )
-
-// RequiredPlugins are the plugins a Linux job needs.
-var RequiredPlugins = []string{"linux-cloudinit", "transport-ssh"}
 
 // Options configure [Start].
 type Options struct {
 	// BinDir holds the core and plugins/ with plugins.lock (see
-	// [BuildBinaries], `make build`). Required.
+	// e2e.BuildBinaries, `make build`). Required.
 	BinDir string
 	// Kube configures the control plane.
 	Kube kubeenv.Options
@@ -130,57 +121,6 @@ func CheckTools() error {
 	return errors.Join(errs...)
 }
 
-// CheckBinDir checks that binDir holds the core, the required plugins and
-// plugins.lock.
-func CheckBinDir(binDir string) error {
-	need := []string{filepath.Join(binDir, CoreBinary), filepath.Join(binDir, PluginsDir, "plugins.lock")}
-	for _, p := range RequiredPlugins {
-		need = append(need, filepath.Join(binDir, PluginsDir, PluginPrefix+p))
-	}
-	for _, p := range need {
-		if _, err := os.Stat(p); err != nil {
-			return fmt.Errorf("bin dir %s: %w (run `make build` first)", binDir, err)
-		}
-	}
-	return nil
-}
-
-// BuildBinaries builds the core and the required plugins into dir as
-// `make build` lays them out and pins them with `plugins lock`.
-func BuildBinaries(ctx context.Context, dir string) error {
-	root, err := kubeenv.RepoRoot()
-	if err != nil {
-		return fmt.Errorf("build binaries: %w", err)
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return fmt.Errorf("build binaries: the go command is not in PATH: %w", err)
-	}
-	run := func(dir string, name string, args ...string) error {
-		cmd := exec.CommandContext(ctx, name, args...)
-		cmd.Dir = dir
-		var buf bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &buf, &buf
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("%s %v: %w\n%s", name, args, err, buf.String())
-		}
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Join(dir, PluginsDir), 0o755); err != nil {
-		return fmt.Errorf("build binaries: %w", err)
-	}
-	core := filepath.Join(dir, CoreBinary)
-	if err := run(root, goBin, "build", "-trimpath", "-o", core, "./cmd/gitlab-runner-kubevirt"); err != nil {
-		return err
-	}
-	for _, p := range RequiredPlugins {
-		if err := run(root, goBin, "build", "-trimpath", "-o", filepath.Join(dir, PluginsDir, PluginPrefix+p), "./plugins/"+p); err != nil {
-			return err
-		}
-	}
-	return run(dir, core, "plugins", "lock", "--plugin-dir", filepath.Join(dir, PluginsDir))
-}
-
 // Start builds (or finds cached) the guest image, detects the
 // accelerator once, then starts the control plane, the namespace with the
 // runner's RBAC and kubeconfig, and the stand-in in QEMU mode. On failure
@@ -189,7 +129,7 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 	if err := CheckTools(); err != nil {
 		return nil, err
 	}
-	if err := CheckBinDir(opts.BinDir); err != nil {
+	if err := e2e.CheckBinDir(opts.BinDir); err != nil {
 		return nil, err
 	}
 	progress := func(step string) {
@@ -197,7 +137,7 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 			opts.Progress(step)
 		}
 	}
-	b = &Bed{Core: filepath.Join(opts.BinDir, CoreBinary), PluginDir: filepath.Join(opts.BinDir, PluginsDir)}
+	b = &Bed{Core: filepath.Join(opts.BinDir, e2e.CoreBinary), PluginDir: filepath.Join(opts.BinDir, e2e.PluginsDir)}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, b.Stop())
@@ -283,10 +223,6 @@ func (b *Bed) RunnerConfig(prepareArgs ...string) runner.Config {
 		CleanupExecTimeout:   2 * time.Minute,
 	}
 }
-
-// VMIName is the name the executor gives the VMI of job jobID on runner
-// runnerID (deterministic: runner-<runner id>-<job id>).
-func VMIName(runnerID, jobID int64) string { return fmt.Sprintf("runner-%d-%d", runnerID, jobID) }
 
 // Stop stops the stand-in (and every guest's QEMU) and the control plane.
 // It is safe on a partly started bed.

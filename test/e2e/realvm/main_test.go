@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
+
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/microvm"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/realvm"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/standin"
@@ -55,7 +57,7 @@ func runMain(m *testing.M) int {
 	var err error
 	if binDir = os.Getenv(binDirEnv); binDir != "" {
 		if binDir, err = filepath.Abs(binDir); err == nil {
-			err = realvm.CheckBinDir(binDir)
+			err = e2e.CheckBinDir(binDir)
 		}
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w", binDirEnv, err))
@@ -65,7 +67,7 @@ func runMain(m *testing.M) int {
 			return fail(err)
 		}
 		defer os.RemoveAll(binDir)
-		if err := realvm.BuildBinaries(ctx, binDir); err != nil {
+		if _, err := e2e.BuildBinaries(ctx, binDir); err != nil {
 			return fail(err)
 		}
 	}

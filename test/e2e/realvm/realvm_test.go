@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
+
 	"golang.org/x/crypto/ssh"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -39,7 +41,7 @@ const waitLimit = 2 * time.Minute
 // cleanup.
 func TestJobRunsInsideTheGuest(t *testing.T) {
 	const jobID = 201
-	name := realvm.VMIName(1, jobID)
+	name := e2e.VMIName(1, jobID)
 	var (
 		mu        sync.Mutex
 		checked   bool
@@ -135,7 +137,7 @@ func TestJobRunsInsideTheGuest(t *testing.T) {
 // second SSH session finds the sleep gone.
 func TestCancelKillsTheGuestsSleep(t *testing.T) {
 	const jobID = 202
-	name := realvm.VMIName(1, jobID)
+	name := e2e.VMIName(1, jobID)
 	// A duration no other process has: pgrep -f finds only the job's.
 	duration := fmt.Sprintf("%d.%03d", 5000+time.Now().Unix()%1000, time.Now().Nanosecond()%1000)
 	pattern := "[s]leep " + regexp.QuoteMeta(duration) // [s] keeps pgrep's own shell from matching
@@ -343,7 +345,7 @@ func servedHostKey(addr string) (string, error) {
 // key it gets in; with another pinned key it must refuse, naming the key
 // the guest presented.
 func checkTransportPinning(ctx context.Context, acc access) []string {
-	path := filepath.Join(binDir, realvm.PluginsDir, realvm.PluginPrefix+"transport-ssh")
+	path := filepath.Join(binDir, e2e.PluginsDir, e2e.PluginPrefix+"transport-ssh")
 	sum, err := fileSHA256(path)
 	if err != nil {
 		return []string{err.Error()}
