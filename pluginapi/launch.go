@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -37,13 +39,28 @@ type LaunchOptions struct {
 }
 
 // Plugin is a started plugin process with a negotiated gRPC connection.
-// Close it on every path: it kills the process and reaps it.
+// Close it on every path: it kills the process and reaps it, unless the
+// plugin was detached ([Plugin.Detach]) or reattached ([Reattach]); then
+// Close only drops the connection and [Plugin.Stop] ends the plugin.
 type Plugin struct {
 	path   string
+	sha256 []byte
 	pid    int // leader of the plugin's process group
 	client *plugin.Client
 	rpc    plugin.ClientProtocol
 	close  sync.Once
+
+	// version is the negotiated API version of a reattached plugin
+	// (go-plugin only knows it for plugins it launched).
+	version int
+	// tls is the connection's mTLS material, kept for Detach.
+	tls *tlsMaterial
+	// cancelStart kills a launched plugin (exec.CommandContext); nil for
+	// a reattached one.
+	cancelStart context.CancelFunc
+	// session is set once the plugin is detached or was reattached: it
+	// then outlives this process and Close only disconnects.
+	session atomic.Pointer[SessionState]
 }
 
 // closeGrace bounds go-plugin's own shutdown (a graceful stop, then SIGKILL
@@ -53,8 +70,9 @@ type Plugin struct {
 const closeGrace = 3 * time.Second
 
 // Launch starts the plugin binary at opts.Path, checks its checksum,
-// negotiates the API version over an AutoMTLS gRPC connection and returns the
-// connected plugin.
+// negotiates the API version over a mutual-TLS gRPC connection (fresh keys
+// per launch) and returns the connected plugin. Cancelling ctx during the
+// start kills the plugin at once.
 func Launch(ctx context.Context, opts LaunchOptions) (*Plugin, error) {
 	if len(opts.SHA256) != sha256.Size {
 		return nil, fmt.Errorf("launch plugin %s: a sha256 checksum is required", opts.Path)
@@ -73,8 +91,24 @@ func Launch(ctx context.Context, opts LaunchOptions) (*Plugin, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	cmd := exec.Command(opts.Path)
-	cmd.Env = opts.Env
+	// Our own mTLS instead of go-plugin's AutoMTLS: the same protocol (the
+	// client certificate goes in PLUGIN_CLIENT_CERT, the plugin answers
+	// with its certificate in the handshake line, which go-plugin loads
+	// into tlsConfig.RootCAs), but the material stays readable so that a
+	// detached plugin can be reattached, and the client key is P-256
+	// instead of P-521 (cheaper to generate and to handshake with).
+	mat, err := newTLSMaterial()
+	if err != nil {
+		return nil, fmt.Errorf("launch plugin %s: %w", opts.Path, err)
+	}
+	// The start context kills the plugin (exec.CommandContext) when ctx
+	// ends during the handshake, so a SIGTERM does not wait for the start
+	// timeout. Once started, the plugin no longer depends on ctx: a
+	// cancelled stage still closes its plugins in order.
+	startCtx, cancelStart := context.WithCancel(context.Background())
+	stopWatch := context.AfterFunc(ctx, cancelStart)
+	cmd := exec.CommandContext(startCtx, opts.Path)
+	cmd.Env = append(slices.Clip(opts.Env), "PLUGIN_CLIENT_CERT="+string(mat.clientCertPEM))
 	cmd.SysProcAttr = childProcAttr()
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  Handshake(),
@@ -82,15 +116,18 @@ func Launch(ctx context.Context, opts LaunchOptions) (*Plugin, error) {
 		Cmd:              cmd,
 		SecureConfig:     &plugin.SecureConfig{Checksum: opts.SHA256, Hash: sha256.New()},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
+		TLSConfig:        mat.clientConfig(),
 		StartTimeout:     timeout,
 		Logger:           quietExitLogger{logger},
 		SkipHostEnv:      true,
 	})
 	rpc, err := client.Client()
-	p := &Plugin{path: opts.Path, client: client, rpc: rpc}
+	p := &Plugin{path: opts.Path, sha256: opts.SHA256, client: client, rpc: rpc, tls: mat, cancelStart: cancelStart}
 	if cmd.Process != nil {
 		p.pid = cmd.Process.Pid
+	}
+	if !stopWatch() && err == nil {
+		err = ctx.Err()
 	}
 	if err != nil {
 		// The process (a non-plugin, or a plugin that failed the
@@ -101,11 +138,10 @@ func Launch(ctx context.Context, opts LaunchOptions) (*Plugin, error) {
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 			return nil, fmt.Errorf("launch plugin %s: its sha256 no longer matches the pinned checksum %x", opts.Path, opts.SHA256)
 		}
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("launch plugin %s: %w", opts.Path, cerr)
+		}
 		return nil, handshakeError(opts.Path, err)
-	}
-	if err := ctx.Err(); err != nil {
-		p.Close()
-		return nil, fmt.Errorf("launch plugin %s: %w", opts.Path, err)
 	}
 	return p, nil
 }
@@ -114,10 +150,18 @@ func Launch(ctx context.Context, opts LaunchOptions) (*Plugin, error) {
 func (p *Plugin) Path() string { return p.path }
 
 // APIVersion returns the contract version negotiated with the plugin.
-func (p *Plugin) APIVersion() int { return p.client.NegotiatedVersion() }
+func (p *Plugin) APIVersion() int {
+	if p.version != 0 {
+		return p.version
+	}
+	return p.client.NegotiatedVersion()
+}
 
 // Pid returns the plugin's process id, or 0 if it is not running.
 func (p *Plugin) Pid() int {
+	if p.version != 0 {
+		return p.pid
+	}
 	if rc := p.client.ReattachConfig(); rc != nil {
 		return rc.Pid
 	}
@@ -166,11 +210,19 @@ func (p *Plugin) Exited() bool { return p.client.Exited() }
 
 // Close ends the plugin: a graceful stop, then SIGKILL after two seconds,
 // and the process is reaped; then every process left in the plugin's
-// process group is killed. It is safe to call more than once, and from
-// several goroutines.
+// process group is killed. A detached or reattached plugin is not ended:
+// Close only drops this process's connection to it (see [Plugin.Stop]).
+// It is safe to call more than once, and from several goroutines.
 func (p *Plugin) Close() {
 	// Once only: after the first Close the pid may belong to someone else.
 	p.close.Do(func() {
+		if p.session.Load() != nil {
+			p.disconnect()
+			return
+		}
+		if p.cancelStart != nil {
+			defer p.cancelStart()
+		}
 		// If go-plugin's Kill is still waiting after closeGrace, a child of
 		// the plugin holds its stdout or stderr open: kill the group to
 		// release it.

@@ -14,21 +14,27 @@ const LogLevelEnv = "GITLAB_RUNNER_KUBEVIRT_PLUGIN_LOG_LEVEL"
 // ServeOS serves impl as an OS plugin. Call it from main; it returns when the
 // core ends the plugin.
 func ServeOS(impl OSPlugin) {
-	serve(OSPluginSet(impl))
+	serve(OSPluginSet(impl), impl)
 }
 
 // ServeTransport serves impl as a transport plugin. Call it from main; it
 // returns when the core ends the plugin.
 func ServeTransport(impl TransportPlugin) {
-	serve(TransportPluginSet(impl))
+	serve(TransportPluginSet(impl), impl)
 }
 
-func serve(set plugin.PluginSet) {
+// serve serves set plus the Session service (see [SessionState]): the
+// plugin can detach from the core and be reattached by a later stage. impl
+// may implement [SessionLiveness].
+func serve(set plugin.PluginSet, impl any) {
+	log := Logger()
+	sess := newSessionServer(impl, log)
+	set[SessionKey] = &sessionGRPCPlugin{srv: sess}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake(),
 		VersionedPlugins: map[int]plugin.PluginSet{APIVersion1: set},
-		GRPCServer:       plugin.DefaultGRPCServer,
-		Logger:           Logger(),
+		GRPCServer:       sess.grpcServer,
+		Logger:           log,
 	})
 }
 
@@ -56,6 +62,7 @@ func pluginSets() map[int]plugin.PluginSet {
 			InfoKey:      &infoGRPCPlugin{},
 			OSKey:        &osGRPCPlugin{},
 			TransportKey: &transportGRPCPlugin{},
+			SessionKey:   &sessionGRPCPlugin{},
 		},
 	}
 }

@@ -1674,6 +1674,109 @@ func (x *UploadResponse) GetSha256() string {
 	return ""
 }
 
+// DetachRequest asks a plugin to outlive the core process that started it,
+// so that the job's later stages can reattach to it (a per-job session).
+type DetachRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The plugin exits once no call has been in flight for this long
+	// (milliseconds, > 0).
+	IdleTimeoutMs int64 `protobuf:"varint,1,opt,name=idle_timeout_ms,json=idleTimeoutMs,proto3" json:"idle_timeout_ms,omitempty"`
+	// The plugin exits this long after Detach whatever happens
+	// (milliseconds, > 0).
+	MaxLifetimeMs int64 `protobuf:"varint,2,opt,name=max_lifetime_ms,json=maxLifetimeMs,proto3" json:"max_lifetime_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetachRequest) Reset() {
+	*x = DetachRequest{}
+	mi := &file_plugin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachRequest) ProtoMessage() {}
+
+func (x *DetachRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachRequest.ProtoReflect.Descriptor instead.
+func (*DetachRequest) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DetachRequest) GetIdleTimeoutMs() int64 {
+	if x != nil {
+		return x.IdleTimeoutMs
+	}
+	return 0
+}
+
+func (x *DetachRequest) GetMaxLifetimeMs() int64 {
+	if x != nil {
+		return x.MaxLifetimeMs
+	}
+	return 0
+}
+
+type DetachResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The plugin's process id.
+	Pid           int64 `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetachResponse) Reset() {
+	*x = DetachResponse{}
+	mi := &file_plugin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachResponse) ProtoMessage() {}
+
+func (x *DetachResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachResponse.ProtoReflect.Descriptor instead.
+func (*DetachResponse) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DetachResponse) GetPid() int64 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
 var File_plugin_proto protoreflect.FileDescriptor
 
 const file_plugin_proto_rawDesc = "" +
@@ -1795,7 +1898,12 @@ const file_plugin_proto_rawDesc = "" +
 	"\x05chunk\"<\n" +
 	"\x0eUploadResponse\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\tR\x06sha256*=\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"_\n" +
+	"\rDetachRequest\x12&\n" +
+	"\x0fidle_timeout_ms\x18\x01 \x01(\x03R\ridleTimeoutMs\x12&\n" +
+	"\x0fmax_lifetime_ms\x18\x02 \x01(\x03R\rmaxLifetimeMs\"\"\n" +
+	"\x0eDetachResponse\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x03R\x03pid*=\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aKIND_OS\x10\x01\x12\x12\n" +
@@ -1814,7 +1922,9 @@ const file_plugin_proto_rawDesc = "" +
 	"\x0eValidateTarget\x125.gitlabrunnerkubevirt.plugin.v1.ValidateTargetRequest\x1a6.gitlabrunnerkubevirt.plugin.v1.ValidateTargetResponse\x12p\n" +
 	"\tWaitReady\x120.gitlabrunnerkubevirt.plugin.v1.WaitReadyRequest\x1a1.gitlabrunnerkubevirt.plugin.v1.WaitReadyResponse\x12a\n" +
 	"\x04Exec\x12).gitlabrunnerkubevirt.plugin.v1.ExecInput\x1a*.gitlabrunnerkubevirt.plugin.v1.ExecOutput(\x010\x01\x12g\n" +
-	"\x06Upload\x12+.gitlabrunnerkubevirt.plugin.v1.UploadChunk\x1a..gitlabrunnerkubevirt.plugin.v1.UploadResponse(\x01BVZTgithub.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1;pluginv1b\x06proto3"
+	"\x06Upload\x12+.gitlabrunnerkubevirt.plugin.v1.UploadChunk\x1a..gitlabrunnerkubevirt.plugin.v1.UploadResponse(\x012r\n" +
+	"\aSession\x12g\n" +
+	"\x06Detach\x12-.gitlabrunnerkubevirt.plugin.v1.DetachRequest\x1a..gitlabrunnerkubevirt.plugin.v1.DetachResponseBVZTgithub.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1;pluginv1b\x06proto3"
 
 var (
 	file_plugin_proto_rawDescOnce sync.Once
@@ -1829,7 +1939,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_plugin_proto_goTypes = []any{
 	(Kind)(0),                      // 0: gitlabrunnerkubevirt.plugin.v1.Kind
 	(Datasource)(0),                // 1: gitlabrunnerkubevirt.plugin.v1.Datasource
@@ -1855,22 +1965,24 @@ var file_plugin_proto_goTypes = []any{
 	(*UploadHeader)(nil),           // 21: gitlabrunnerkubevirt.plugin.v1.UploadHeader
 	(*UploadChunk)(nil),            // 22: gitlabrunnerkubevirt.plugin.v1.UploadChunk
 	(*UploadResponse)(nil),         // 23: gitlabrunnerkubevirt.plugin.v1.UploadResponse
-	nil,                            // 24: gitlabrunnerkubevirt.plugin.v1.RenderRequest.OptionsEntry
-	nil,                            // 25: gitlabrunnerkubevirt.plugin.v1.Target.OptionsEntry
-	nil,                            // 26: gitlabrunnerkubevirt.plugin.v1.ExecStart.EnvEntry
+	(*DetachRequest)(nil),          // 24: gitlabrunnerkubevirt.plugin.v1.DetachRequest
+	(*DetachResponse)(nil),         // 25: gitlabrunnerkubevirt.plugin.v1.DetachResponse
+	nil,                            // 26: gitlabrunnerkubevirt.plugin.v1.RenderRequest.OptionsEntry
+	nil,                            // 27: gitlabrunnerkubevirt.plugin.v1.Target.OptionsEntry
+	nil,                            // 28: gitlabrunnerkubevirt.plugin.v1.ExecStart.EnvEntry
 }
 var file_plugin_proto_depIdxs = []int32{
 	0,  // 0: gitlabrunnerkubevirt.plugin.v1.PluginInfo.kind:type_name -> gitlabrunnerkubevirt.plugin.v1.Kind
 	2,  // 1: gitlabrunnerkubevirt.plugin.v1.HealthResponse.state:type_name -> gitlabrunnerkubevirt.plugin.v1.HealthResponse.State
 	7,  // 2: gitlabrunnerkubevirt.plugin.v1.RenderRequest.host_key:type_name -> gitlabrunnerkubevirt.plugin.v1.HostKey
-	24, // 3: gitlabrunnerkubevirt.plugin.v1.RenderRequest.options:type_name -> gitlabrunnerkubevirt.plugin.v1.RenderRequest.OptionsEntry
+	26, // 3: gitlabrunnerkubevirt.plugin.v1.RenderRequest.options:type_name -> gitlabrunnerkubevirt.plugin.v1.RenderRequest.OptionsEntry
 	1,  // 4: gitlabrunnerkubevirt.plugin.v1.RenderResponse.datasource:type_name -> gitlabrunnerkubevirt.plugin.v1.Datasource
 	9,  // 5: gitlabrunnerkubevirt.plugin.v1.RenderResponse.recipe:type_name -> gitlabrunnerkubevirt.plugin.v1.RunRecipe
-	25, // 6: gitlabrunnerkubevirt.plugin.v1.Target.options:type_name -> gitlabrunnerkubevirt.plugin.v1.Target.OptionsEntry
+	27, // 6: gitlabrunnerkubevirt.plugin.v1.Target.options:type_name -> gitlabrunnerkubevirt.plugin.v1.Target.OptionsEntry
 	11, // 7: gitlabrunnerkubevirt.plugin.v1.WaitReadyRequest.target:type_name -> gitlabrunnerkubevirt.plugin.v1.Target
 	11, // 8: gitlabrunnerkubevirt.plugin.v1.ValidateTargetRequest.target:type_name -> gitlabrunnerkubevirt.plugin.v1.Target
 	11, // 9: gitlabrunnerkubevirt.plugin.v1.ExecStart.target:type_name -> gitlabrunnerkubevirt.plugin.v1.Target
-	26, // 10: gitlabrunnerkubevirt.plugin.v1.ExecStart.env:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecStart.EnvEntry
+	28, // 10: gitlabrunnerkubevirt.plugin.v1.ExecStart.env:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecStart.EnvEntry
 	16, // 11: gitlabrunnerkubevirt.plugin.v1.ExecInput.start:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecStart
 	17, // 12: gitlabrunnerkubevirt.plugin.v1.ExecInput.signal:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecSignal
 	19, // 13: gitlabrunnerkubevirt.plugin.v1.ExecOutput.exit:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecExit
@@ -1883,15 +1995,17 @@ var file_plugin_proto_depIdxs = []int32{
 	12, // 20: gitlabrunnerkubevirt.plugin.v1.Transport.WaitReady:input_type -> gitlabrunnerkubevirt.plugin.v1.WaitReadyRequest
 	18, // 21: gitlabrunnerkubevirt.plugin.v1.Transport.Exec:input_type -> gitlabrunnerkubevirt.plugin.v1.ExecInput
 	22, // 22: gitlabrunnerkubevirt.plugin.v1.Transport.Upload:input_type -> gitlabrunnerkubevirt.plugin.v1.UploadChunk
-	4,  // 23: gitlabrunnerkubevirt.plugin.v1.Info.GetInfo:output_type -> gitlabrunnerkubevirt.plugin.v1.PluginInfo
-	6,  // 24: gitlabrunnerkubevirt.plugin.v1.Info.Health:output_type -> gitlabrunnerkubevirt.plugin.v1.HealthResponse
-	10, // 25: gitlabrunnerkubevirt.plugin.v1.OS.Render:output_type -> gitlabrunnerkubevirt.plugin.v1.RenderResponse
-	14, // 26: gitlabrunnerkubevirt.plugin.v1.Transport.ValidateTarget:output_type -> gitlabrunnerkubevirt.plugin.v1.ValidateTargetResponse
-	15, // 27: gitlabrunnerkubevirt.plugin.v1.Transport.WaitReady:output_type -> gitlabrunnerkubevirt.plugin.v1.WaitReadyResponse
-	20, // 28: gitlabrunnerkubevirt.plugin.v1.Transport.Exec:output_type -> gitlabrunnerkubevirt.plugin.v1.ExecOutput
-	23, // 29: gitlabrunnerkubevirt.plugin.v1.Transport.Upload:output_type -> gitlabrunnerkubevirt.plugin.v1.UploadResponse
-	23, // [23:30] is the sub-list for method output_type
-	16, // [16:23] is the sub-list for method input_type
+	24, // 23: gitlabrunnerkubevirt.plugin.v1.Session.Detach:input_type -> gitlabrunnerkubevirt.plugin.v1.DetachRequest
+	4,  // 24: gitlabrunnerkubevirt.plugin.v1.Info.GetInfo:output_type -> gitlabrunnerkubevirt.plugin.v1.PluginInfo
+	6,  // 25: gitlabrunnerkubevirt.plugin.v1.Info.Health:output_type -> gitlabrunnerkubevirt.plugin.v1.HealthResponse
+	10, // 26: gitlabrunnerkubevirt.plugin.v1.OS.Render:output_type -> gitlabrunnerkubevirt.plugin.v1.RenderResponse
+	14, // 27: gitlabrunnerkubevirt.plugin.v1.Transport.ValidateTarget:output_type -> gitlabrunnerkubevirt.plugin.v1.ValidateTargetResponse
+	15, // 28: gitlabrunnerkubevirt.plugin.v1.Transport.WaitReady:output_type -> gitlabrunnerkubevirt.plugin.v1.WaitReadyResponse
+	20, // 29: gitlabrunnerkubevirt.plugin.v1.Transport.Exec:output_type -> gitlabrunnerkubevirt.plugin.v1.ExecOutput
+	23, // 30: gitlabrunnerkubevirt.plugin.v1.Transport.Upload:output_type -> gitlabrunnerkubevirt.plugin.v1.UploadResponse
+	25, // 31: gitlabrunnerkubevirt.plugin.v1.Session.Detach:output_type -> gitlabrunnerkubevirt.plugin.v1.DetachResponse
+	24, // [24:32] is the sub-list for method output_type
+	16, // [16:24] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -1923,9 +2037,9 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_plugin_proto_goTypes,
 		DependencyIndexes: file_plugin_proto_depIdxs,

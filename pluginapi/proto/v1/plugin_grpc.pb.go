@@ -502,3 +502,123 @@ var Transport_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "plugin.proto",
 }
+
+const (
+	Session_Detach_FullMethodName = "/gitlabrunnerkubevirt.plugin.v1.Session/Detach"
+)
+
+// SessionClient is the client API for Session service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Session is served by every plugin built with pluginapi's Serve helpers.
+// A plugin without it answers Unimplemented and the core starts a fresh
+// plugin in every stage instead.
+type SessionClient interface {
+	// Detach makes the plugin survive its parent: its standard streams go to
+	// /dev/null, SIGHUP and SIGPIPE are ignored, the parent-death signal is
+	// cleared, and a watchdog ends the plugin when it has been idle for
+	// idle_timeout, when max_lifetime has passed, or when the plugin says its
+	// target is gone.
+	Detach(ctx context.Context, in *DetachRequest, opts ...grpc.CallOption) (*DetachResponse, error)
+}
+
+type sessionClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewSessionClient(cc grpc.ClientConnInterface) SessionClient {
+	return &sessionClient{cc}
+}
+
+func (c *sessionClient) Detach(ctx context.Context, in *DetachRequest, opts ...grpc.CallOption) (*DetachResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DetachResponse)
+	err := c.cc.Invoke(ctx, Session_Detach_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SessionServer is the server API for Session service.
+// All implementations must embed UnimplementedSessionServer
+// for forward compatibility.
+//
+// Session is served by every plugin built with pluginapi's Serve helpers.
+// A plugin without it answers Unimplemented and the core starts a fresh
+// plugin in every stage instead.
+type SessionServer interface {
+	// Detach makes the plugin survive its parent: its standard streams go to
+	// /dev/null, SIGHUP and SIGPIPE are ignored, the parent-death signal is
+	// cleared, and a watchdog ends the plugin when it has been idle for
+	// idle_timeout, when max_lifetime has passed, or when the plugin says its
+	// target is gone.
+	Detach(context.Context, *DetachRequest) (*DetachResponse, error)
+	mustEmbedUnimplementedSessionServer()
+}
+
+// UnimplementedSessionServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedSessionServer struct{}
+
+func (UnimplementedSessionServer) Detach(context.Context, *DetachRequest) (*DetachResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Detach not implemented")
+}
+func (UnimplementedSessionServer) mustEmbedUnimplementedSessionServer() {}
+func (UnimplementedSessionServer) testEmbeddedByValue()                 {}
+
+// UnsafeSessionServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to SessionServer will
+// result in compilation errors.
+type UnsafeSessionServer interface {
+	mustEmbedUnimplementedSessionServer()
+}
+
+func RegisterSessionServer(s grpc.ServiceRegistrar, srv SessionServer) {
+	// If the following call panics, it indicates UnimplementedSessionServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Session_ServiceDesc, srv)
+}
+
+func _Session_Detach_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DetachRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SessionServer).Detach(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Session_Detach_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SessionServer).Detach(ctx, req.(*DetachRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Session_ServiceDesc is the grpc.ServiceDesc for Session service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Session_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "gitlabrunnerkubevirt.plugin.v1.Session",
+	HandlerType: (*SessionServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Detach",
+			Handler:    _Session_Detach_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "plugin.proto",
+}
