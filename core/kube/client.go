@@ -4,8 +4,10 @@ import (
 	"fmt"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/flowcontrol"
 	"kubevirt.io/client-go/kubevirt"
 )
 
@@ -28,6 +30,10 @@ type Options struct {
 	// Namespace overrides the namespace (--namespace). Empty means the
 	// context's namespace, the in-cluster namespace, or "default".
 	Namespace string
+	// QPS and Burst override the client-side rate limit (zero: DefaultQPS
+	// and DefaultBurst). gc raises them: it makes thousands of requests.
+	QPS   float32
+	Burst int
 }
 
 // Clients are the typed clients of one cluster and the namespace to work in.
@@ -36,6 +42,9 @@ type Clients struct {
 	Kube kubernetes.Interface
 	// Virt is the typed KubeVirt clientset (VirtualMachineInstances).
 	Virt kubevirt.Interface
+	// Meta lists objects as metadata only (PartialObjectMetadata): gc
+	// scans thousands of objects without decoding their specs or data.
+	Meta metadata.Interface
 	// Namespace is where the job's objects live.
 	Namespace string
 }
@@ -51,6 +60,7 @@ func New(opts Options) (*Clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load kubernetes client configuration: %w", err)
 	}
+	cfg.QPS, cfg.Burst = opts.QPS, opts.Burst
 	ns := opts.Namespace
 	if ns == "" {
 		if ns, _, err = loader.Namespace(); err != nil {
@@ -61,7 +71,8 @@ func New(opts Options) (*Clients, error) {
 }
 
 // NewForConfig builds the clients from a rest.Config; a zero QPS or Burst
-// gets the defaults.
+// gets the defaults. Unless cfg brings its own RateLimiter, the clients
+// share one token bucket, so QPS limits their requests together.
 func NewForConfig(cfg *rest.Config, namespace string) (*Clients, error) {
 	cfg = rest.CopyConfig(cfg)
 	if cfg.QPS == 0 {
@@ -69,6 +80,9 @@ func NewForConfig(cfg *rest.Config, namespace string) (*Clients, error) {
 	}
 	if cfg.Burst == 0 {
 		cfg.Burst = DefaultBurst
+	}
+	if cfg.RateLimiter == nil && cfg.QPS > 0 {
+		cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(cfg.QPS, cfg.Burst)
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = userAgent
@@ -84,5 +98,9 @@ func NewForConfig(cfg *rest.Config, namespace string) (*Clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubevirt client for %s: %w", cfg.Host, err)
 	}
-	return &Clients{Kube: kc, Virt: vc, Namespace: namespace}, nil
+	mc, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("metadata client for %s: %w", cfg.Host, err)
+	}
+	return &Clients{Kube: kc, Virt: vc, Meta: mc, Namespace: namespace}, nil
 }
