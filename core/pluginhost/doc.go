@@ -8,9 +8,10 @@
 // records what the plugin said about itself (GetInfo), so a stage picks a
 // plugin ([Lock.ByName], [Lock.ForShell]) without starting every plugin.
 //
-// A [Host] starts locked plugins ([Host.Open]): it hashes the file and
-// refuses it if it differs from the lock, launches it with a minimal
-// environment (PATH and the plugin log level only: no Kubernetes
+// A [Host] starts locked plugins ([Host.Open]): it launches the file pinned
+// to its locked sha256 (go-plugin hashes it right before exec and refuses
+// it if it differs from the lock, so a start reads the binary once), with
+// a minimal environment (PATH and the plugin log level only: no Kubernetes
 // credentials, no job variables), checks its GetInfo against the lock, and
 // tracks it until [Host.Close], which ends every plugin it started. The
 // admin commands (plugins list, health, lock) use [Host.Inspect],

@@ -182,10 +182,13 @@ func (h *Host) release(p *pluginapi.Plugin) {
 
 // Open starts the locked plugin e:
 //
-//  1. it hashes the file and refuses it if the sha256 differs from the
-//     lock (StatusChecksumMismatch, naming the file and both sums);
-//  2. it launches it pinned to the locked sha256 (go-plugin hashes it
-//     again right before exec), with Env only and the start timeout;
+//  1. it checks that the file exists and is a regular file (a stat, no
+//     read);
+//  2. it launches it pinned to the locked sha256: go-plugin's SecureConfig
+//     hashes the file right before exec and refuses it if the digest
+//     differs (StatusChecksumMismatch). Only on that refusal does Open
+//     hash the file itself, to name both sums in the error; a successful
+//     start reads the binary once, not twice;
 //  3. it calls GetInfo and refuses a plugin whose name, kind, version or
 //     API versions differ from the lock (a binary swapped behind a
 //     symlink), or that negotiated an API version the lock does not list.
@@ -197,20 +200,12 @@ func (h *Host) Open(ctx context.Context, e Entry) (*Plugin, error) {
 		return nil, fmt.Errorf("open plugin %s: invalid lock entry: %w", e.File, err)
 	}
 	path := filepath.Join(h.dir, e.File)
-	sum, err := FileSHA256(path)
-	if err != nil {
-		st := StatusMissing
-		if !errors.Is(err, os.ErrNotExist) {
-			st = StatusNotRegular
-		}
-		return nil, &Error{Status: st, File: path, Err: err, Hint: "reinstall the plugin, or " + relockHint}
-	}
-	if sum != e.SHA256 {
-		return nil, checksumError(path, sum, e.SHA256)
+	if err := checkLockedFile(path); err != nil {
+		return nil, err
 	}
 	p, err := h.launch(ctx, path, e.SHA256)
 	if err != nil {
-		return nil, err
+		return nil, mismatchDetail(path, e.SHA256, err)
 	}
 	info, err := h.getInfo(ctx, p)
 	if err != nil {
@@ -223,6 +218,37 @@ func (h *Host) Open(ctx context.Context, e Entry) (*Plugin, error) {
 	}
 	h.log.Debug("plugin started", "plugin", e.Name, "version", e.Version, "file", path, "api", p.APIVersion(), "pid", p.Pid())
 	return &Plugin{Plugin: p, host: h, entry: e, info: info}, nil
+}
+
+// checkLockedFile refuses a locked plugin file that is gone (StatusMissing)
+// or is not a regular file (StatusNotRegular) before anything starts it.
+func checkLockedFile(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return &Error{Status: StatusMissing, File: path, Err: err, Hint: "reinstall the plugin, or " + relockHint}
+	case err != nil:
+		return &Error{Status: StatusNotRegular, File: path, Err: err, Hint: "reinstall the plugin, or " + relockHint}
+	case !fi.Mode().IsRegular():
+		return &Error{Status: StatusNotRegular, File: path, Err: fmt.Errorf("is a %s, not a regular file", fileType(fi.Mode())), Hint: "reinstall the plugin, or " + relockHint}
+	}
+	return nil
+}
+
+// mismatchDetail completes a launch refused by go-plugin's checksum check
+// with the file's actual sha256, so the admin sees both digests. It hashes
+// the file only on this failure path. Any other error, or a file that
+// matches the lock again by the time it is hashed (it changed twice during
+// the start), is returned as it is.
+func mismatchDetail(path, locked string, err error) error {
+	if StatusOf(err) != StatusChecksumMismatch {
+		return err
+	}
+	actual, herr := FileSHA256(path)
+	if herr != nil || actual == locked {
+		return err
+	}
+	return checksumError(path, actual, locked)
 }
 
 // OpenByName reads the lock, selects the plugin of kind and name (see
