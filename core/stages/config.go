@@ -11,7 +11,6 @@ import (
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/inputerr"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/jobenv"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/naming"
-	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
 
 // DriverName is reported to GitLab as driver.name.
@@ -52,14 +51,38 @@ type Driver struct {
 	Version string `json:"version"`
 }
 
-// Config runs the config stage: it checks that an OS plugin serves the
-// shell, and writes GitLab's configuration JSON to out. It needs no
-// cluster access.
-func Config(ctx context.Context, lookup jobenv.Lookup, plugins Plugins, opts ConfigOptions, out io.Writer) error {
+// OSPluginFacts is what the config stage needs to know about the OS
+// plugin: what it said about itself when the admin locked it.
+type OSPluginFacts struct {
+	// Name is the plugin's name ("linux-cloudinit").
+	Name string
+	// OSFamily is the guest OS family ("linux", "windows").
+	OSFamily string
+	// Shells are the GitLab shells whose scripts the guest runs.
+	Shells []string
+}
+
+// OSCatalog finds OS plugins without starting them (pluginhost.Catalog
+// reads plugins.lock, which records each plugin's GetInfo answer).
+type OSCatalog interface {
+	// OSByName returns the OS plugin called name.
+	OSByName(name string) (OSPluginFacts, error)
+	// OSForShell returns the OS plugin that serves GitLab shell shell.
+	OSForShell(shell string) (OSPluginFacts, error)
+}
+
+// Config runs the config stage: it checks that a locked OS plugin serves
+// the shell, and writes GitLab's configuration JSON to out. It needs no
+// cluster access and starts no plugin: what it needs to know about the OS
+// plugin (its OS family and shells) comes from catalog.
+func Config(ctx context.Context, lookup jobenv.Lookup, catalog OSCatalog, opts ConfigOptions, out io.Writer) error {
 	if opts.Shell == "" {
 		return SystemFailure(inputerr.New("--shell", "", "is required (bash, pwsh, ...)"))
 	}
-	info, err := osInfo(ctx, plugins, opts.OSPlugin, opts.Shell)
+	if err := ctx.Err(); err != nil {
+		return SystemFailure(fmt.Errorf("config: %w", err))
+	}
+	info, err := osFacts(catalog, opts.OSPlugin, opts.Shell)
 	if err != nil {
 		return SystemFailure(err)
 	}
@@ -71,7 +94,7 @@ func Config(ctx context.Context, lookup jobenv.Lookup, plugins Plugins, opts Con
 		Shell:     opts.Shell,
 		JobEnv:    map[string]string{},
 	}
-	defBuilds, defCache := defaultDirs(info.GetOsFamily(), opts.Username)
+	defBuilds, defCache := defaultDirs(info.OSFamily, opts.Username)
 	if cfg.BuildsDir == "" {
 		cfg.BuildsDir = defBuilds
 	}
@@ -92,32 +115,24 @@ func Config(ctx context.Context, lookup jobenv.Lookup, plugins Plugins, opts Con
 	return nil
 }
 
-// osInfo starts the OS plugin (by name, or the one serving shell) and
+// osFacts finds the OS plugin (by name, or the one serving shell) and
 // checks that it serves shell.
-func osInfo(ctx context.Context, plugins Plugins, name, shell string) (*pluginv1.PluginInfo, error) {
+func osFacts(catalog OSCatalog, name, shell string) (OSPluginFacts, error) {
 	if name == "" {
-		p, err := plugins.OSForShell(ctx, shell)
+		f, err := catalog.OSForShell(shell)
 		if err != nil {
-			return nil, fmt.Errorf("find the OS plugin for shell %q: %w", shell, err)
+			return OSPluginFacts{}, fmt.Errorf("find the OS plugin for shell %q: %w", shell, err)
 		}
-		info, err := p.GetInfo(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("os plugin for shell %q: get info: %w", shell, err)
-		}
-		return info, nil
+		return f, nil
 	}
-	p, err := plugins.OS(ctx, name)
+	f, err := catalog.OSByName(name)
 	if err != nil {
-		return nil, fmt.Errorf("start os plugin %q: %w", name, err)
+		return OSPluginFacts{}, fmt.Errorf("find os plugin %q: %w", name, err)
 	}
-	info, err := p.GetInfo(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("os plugin %q: get info: %w", name, err)
+	if !slices.Contains(f.Shells, shell) {
+		return OSPluginFacts{}, inputerr.New("--shell", shell, "is not served by os plugin %s (it serves %s)", name, strings.Join(f.Shells, ", "))
 	}
-	if !slices.Contains(info.GetShells(), shell) {
-		return nil, inputerr.New("--shell", shell, "is not served by os plugin %s (it serves %s)", name, strings.Join(info.GetShells(), ", "))
-	}
-	return info, nil
+	return f, nil
 }
 
 // defaultDirs are the builds and cache directories on the guest: in the
