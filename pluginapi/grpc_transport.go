@@ -15,9 +15,51 @@ import (
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
 
-// chunkSize is the payload size of stdin, output and upload messages: well
-// under gRPC's 4 MiB message limit, large enough to keep per-message cost low.
-const chunkSize = 64 << 10
+// Payload sizes of stdin, output and upload messages.
+//
+// grpc-go (v1.85) takes the buffer of every message it encodes (sender)
+// and reassembles (receiver) from a pool of power-of-two tiers (256 B,
+// 4 KiB, 16 KiB, 32 KiB, 1 MiB) and clears the whole tier buffer on every
+// Get. A payload of exactly 32 KiB (an SSH packet, an io.Copy buffer) plus
+// the few bytes of protobuf framing lands in the 1 MiB tier and costs a
+// 1 MiB clear on both sides of the socket: measured on a 256 MiB output
+// stream, that was a third of all CPU. Payloads are therefore cut to fit a
+// tier with little waste (see nextChunk): at most smallPayload, or between
+// largePayload/2 and largePayload.
+const (
+	// payloadFraming is more than the protobuf framing around a payload
+	// (one tag byte and a varint length of at most 3 bytes below 2 MiB).
+	payloadFraming = 16
+	smallPayload   = 32<<10 - payloadFraming
+	largePayload   = 1<<20 - payloadFraming
+)
+
+// nextChunk returns how many of n pending bytes go into the next message.
+func nextChunk(n int) int {
+	switch {
+	case n <= smallPayload:
+		return n
+	case n >= largePayload:
+		return largePayload
+	case n >= largePayload/2:
+		return n
+	default:
+		return smallPayload
+	}
+}
+
+// sendChunks passes consecutive parts of p, sized by nextChunk, to send
+// and stops at the first error. It returns how many bytes were sent.
+func sendChunks(p []byte, send func([]byte) error) (int, error) {
+	for off := 0; off < len(p); {
+		n := nextChunk(len(p) - off)
+		if err := send(p[off : off+n]); err != nil {
+			return off, err
+		}
+		off += n
+	}
+	return len(p), nil
+}
 
 // transportGRPCPlugin binds the Transport service into go-plugin.
 type transportGRPCPlugin struct {
@@ -179,16 +221,59 @@ func (s *lockedSender) sendMsg(m *pluginv1.ExecOutput) error {
 }
 
 func (s *lockedSender) writer(wrap func([]byte) *pluginv1.ExecOutput) io.Writer {
-	return writerFunc(func(p []byte) (int, error) {
-		for off := 0; off < len(p); off += chunkSize {
-			end := min(off+chunkSize, len(p))
-			// Copy: the caller may reuse p once Write returns.
-			if err := s.sendMsg(wrap(append([]byte(nil), p[off:end]...))); err != nil {
-				return off, err
+	return &outputWriter{s: s, wrap: wrap}
+}
+
+// outputWriter turns one output stream of an Exec (stdout or stderr) into
+// messages. Each message is sent as soon as its data is there; nothing is
+// held back to fill a message.
+type outputWriter struct {
+	s    *lockedSender
+	wrap func([]byte) *pluginv1.ExecOutput
+	buf  []byte // ReadFrom's read buffer, allocated on first use
+}
+
+// Write sends p in messages sized by nextChunk, each with its own copy of
+// its part of p: the caller may reuse p once Write returns.
+func (w *outputWriter) Write(p []byte) (int, error) {
+	return sendChunks(p, func(b []byte) error {
+		return w.s.sendMsg(w.wrap(append([]byte(nil), b...)))
+	})
+}
+
+// ReadFrom copies r to the stream until EOF. io.Copy uses it, so an
+// implementation that copies a reader to Stdout (x/crypto/ssh copies an
+// SSH channel) sends whatever one Read returns, up to largePayload,
+// instead of one message per io.Copy's 32 KiB buffer: output that piled
+// up while the previous message was sent leaves in one large message, and
+// a single line still leaves as soon as Read returns it.
+//
+// The messages alias w.buf, which the next Read overwrites. That is safe
+// because grpc-go's server stream encodes a message into its own buffer
+// before SendMsg returns, and nothing in this package's servers keeps a
+// sent message (no stats handler, binary log or x/net/trace): it saves a
+// copy of every output byte. TestExecLargeStreams fails if that changes.
+func (w *outputWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.buf == nil {
+		w.buf = make([]byte, largePayload)
+	}
+	var total int64
+	for {
+		n, rerr := r.Read(w.buf)
+		if n > 0 {
+			written, err := sendChunks(w.buf[:n], func(b []byte) error { return w.s.sendMsg(w.wrap(b)) })
+			total += int64(written)
+			if err != nil {
+				return total, err
 			}
 		}
-		return len(p), nil
-	})
+		if errors.Is(rerr, io.EOF) {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
 }
 
 type writerFunc func([]byte) (int, error)
@@ -288,7 +373,9 @@ func (s *lockedInput) sendMsg(m *pluginv1.ExecInput) error {
 
 func (s *lockedInput) pumpStdin(r io.Reader) {
 	if r != nil {
-		buf := make([]byte, chunkSize)
+		// Small: stdin is rarely bulk, and a 32 KiB read always fits a
+		// message of its own.
+		buf := make([]byte, smallPayload)
 		for {
 			n, err := r.Read(buf)
 			if n > 0 {
@@ -328,11 +415,13 @@ func (c *transportClient) Upload(ctx context.Context, header *pluginv1.UploadHea
 	if err := stream.Send(&pluginv1.UploadChunk{Chunk: &pluginv1.UploadChunk_Header{Header: header}}); err != nil {
 		return nil, uploadStatus(stream, err)
 	}
-	buf := make([]byte, chunkSize)
+	buf := make([]byte, largePayload)
 	for {
 		n, rerr := content.Read(buf)
 		if n > 0 {
-			if err := stream.Send(&pluginv1.UploadChunk{Chunk: &pluginv1.UploadChunk_Data{Data: append([]byte(nil), buf[:n]...)}}); err != nil {
+			if _, err := sendChunks(buf[:n], func(b []byte) error {
+				return stream.Send(&pluginv1.UploadChunk{Chunk: &pluginv1.UploadChunk_Data{Data: append([]byte(nil), b...)}})
+			}); err != nil {
 				return nil, uploadStatus(stream, err)
 			}
 		}

@@ -155,6 +155,20 @@ func TestExecLargeStreams(t *testing.T) {
 			want: pseudoRandom(size, 1),
 		},
 		{
+			// io.Copy takes the writer's ReadFrom, which sends straight
+			// from its read buffer; uneven reads of up to 2 MiB cover
+			// every way a read is cut into messages.
+			name: "stdout 32 MiB copied from a reader",
+			run: func(stdio pluginapi.ExecIO) error {
+				if _, ok := stdio.Stdout.(io.ReaderFrom); !ok {
+					return errors.New("stdout is no io.ReaderFrom: io.Copy would send one message per 32 KiB")
+				}
+				_, err := io.Copy(stdio.Stdout, &unevenReader{data: pseudoRandom(size, 3)})
+				return err
+			},
+			want: pseudoRandom(size, 3),
+		},
+		{
 			name: "stdin 32 MiB echoed",
 			run: func(stdio pluginapi.ExecIO) error {
 				_, err := io.Copy(stdio.Stdout, stdio.Stdin)
@@ -187,6 +201,69 @@ func TestExecLargeStreams(t *testing.T) {
 				t.Errorf("stdout sha256 %x, want %x: content changed in transit", got, want)
 			}
 		})
+	}
+}
+
+// unevenReader returns data in reads of changing sizes, up to 2 MiB.
+type unevenReader struct {
+	data []byte
+	n    int
+}
+
+func (r *unevenReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	r.n = r.n*5%(2<<20) + 1
+	n := copy(p[:min(len(p), r.n)], r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestExecOutputNotHeldBack checks that output copied from a reader leaves
+// as soon as a read returns it: the implementation writes the next line
+// only after the client has seen the previous one, so output held back to
+// fill a message would hang the test.
+func TestExecOutputNotHeldBack(t *testing.T) {
+	const lines = 20
+	pr, pw := io.Pipe()
+	tr := plugintest.Transport(t, &fakeTransport{exec: func(_ context.Context, _ *pluginv1.ExecStart, stdio pluginapi.ExecIO) (*pluginv1.ExecExit, error) {
+		_, err := io.Copy(stdio.Stdout, pr)
+		return &pluginv1.ExecExit{}, err
+	}})
+	seen := make(chan string, lines)
+	go func() {
+		defer pw.Close()
+		for i := range lines {
+			if _, err := fmt.Fprintf(pw, "line %d\n", i); err != nil {
+				return
+			}
+			select {
+			case <-seen:
+			case <-time.After(hangGuard):
+				_ = pw.CloseWithError(fmt.Errorf("the client did not see line %d", i))
+				return
+			}
+		}
+	}()
+	var got []string
+	stdout := writerFunc(func(p []byte) (int, error) {
+		got = append(got, string(p))
+		seen <- string(p)
+		return len(p), nil
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), hangGuard)
+	defer cancel()
+	if _, err := tr.Exec(ctx, startFor("x"), pluginapi.ExecIO{Stdout: stdout}); err != nil {
+		t.Fatalf("Exec: %v (output held back?)", err)
+	}
+	if len(got) != lines {
+		t.Fatalf("client saw %d writes %q, want one per line", len(got), got)
+	}
+	for i, g := range got {
+		if want := fmt.Sprintf("line %d\n", i); g != want {
+			t.Errorf("write %d = %q, want %q", i, g, want)
+		}
 	}
 }
 
@@ -467,7 +544,7 @@ func uploadImpl(got **pluginv1.UploadHeader) func(context.Context, *pluginv1.Upl
 }
 
 func TestUploadReassemblesChunks(t *testing.T) {
-	const chunk = 64 << 10 // the adapters' chunk size
+	const chunk = 1<<20 - 16 // the largest upload message payload (largePayload)
 	for _, size := range []int{0, 1, chunk - 1, chunk, chunk + 1, 5<<20 + 17, 32 << 20} {
 		t.Run(fmt.Sprintf("%d bytes", size), func(t *testing.T) {
 			content := pseudoRandom(size, uint64(size))
