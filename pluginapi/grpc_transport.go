@@ -10,7 +10,12 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
@@ -304,7 +309,7 @@ func (c *transportClient) ValidateTarget(ctx context.Context, target *pluginv1.T
 func (c *transportClient) Exec(ctx context.Context, start *pluginv1.ExecStart, stdio ExecIO) (*pluginv1.ExecExit, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.rpc.Exec(ctx)
+	stream, err := c.rpc.Exec(ctx, grpc.ForceCodecV2(&execOutputCodec{}))
 	if err != nil {
 		return nil, err
 	}
@@ -339,6 +344,63 @@ func (c *transportClient) Exec(ctx context.Context, start *pluginv1.ExecStart, s
 		}
 	}
 }
+
+// execOutputCodec is the proto codec with one shortcut for the Exec
+// stream's output messages: a message that is one stdout or stderr chunk
+// (every output message a plugin sends) is decoded into a buffer reused
+// for the whole call, its chunk aliasing that buffer, instead of gRPC's
+// pooled buffer (cleared on every Get) plus the copy proto.Unmarshal makes
+// of every bytes field. A chunk is therefore valid only until the next
+// Recv: Exec writes it to ExecIO.Stdout or Stderr before that, and an
+// io.Writer must not keep p anyway. Every other message, and anything
+// unusual on the wire, goes through proto.Unmarshal as before.
+//
+// One codec per call: Recv is never called concurrently on one stream.
+type execOutputCodec struct {
+	buf []byte
+}
+
+// protoCodec returns grpc's registered proto codec, which this one
+// extends.
+func protoCodec() encoding.CodecV2 { return encoding.GetCodecV2(grpcproto.Name) }
+
+func (c *execOutputCodec) Name() string { return grpcproto.Name }
+
+func (c *execOutputCodec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec().Marshal(v) }
+
+func (c *execOutputCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	out, ok := v.(*pluginv1.ExecOutput)
+	if !ok {
+		return protoCodec().Unmarshal(data, v)
+	}
+	n := data.Len()
+	if cap(c.buf) < n {
+		c.buf = make([]byte, n)
+	}
+	b := c.buf[:n]
+	data.CopyTo(b)
+	if num, typ, tagLen := protowire.ConsumeTag(b); tagLen > 0 && typ == protowire.BytesType {
+		if chunk, valLen := protowire.ConsumeBytes(b[tagLen:]); valLen == n-tagLen {
+			switch num {
+			case stdoutField:
+				proto.Reset(out)
+				out.Output = &pluginv1.ExecOutput_Stdout{Stdout: chunk}
+				return nil
+			case stderrField:
+				proto.Reset(out)
+				out.Output = &pluginv1.ExecOutput_Stderr{Stderr: chunk}
+				return nil
+			}
+		}
+	}
+	return proto.Unmarshal(b, out)
+}
+
+// Field numbers of ExecOutput's output chunks (proto/v1/plugin.proto).
+const (
+	stdoutField protowire.Number = 1
+	stderrField protowire.Number = 2
+)
 
 // recvStatus returns the real error of a stream whose Send failed: gRPC
 // reports io.EOF on Send and the status on the next Recv.

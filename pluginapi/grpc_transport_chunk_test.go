@@ -1,9 +1,17 @@
 package pluginapi
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
+
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
 
 // TestSendChunksFitBufferTiers checks that every message payload fits one
@@ -66,5 +74,54 @@ func TestSendChunksStopsAtFirstError(t *testing.T) {
 	})
 	if !errors.Is(err, boom) || n != smallPayload || calls != 2 {
 		t.Fatalf("sendChunks = %d, %v after %d calls; want %d, %v after 2", n, err, calls, smallPayload, boom)
+	}
+}
+
+// TestExecOutputCodec checks that the Exec stream's decoder gives the same
+// message as proto.Unmarshal for every kind of output message, including
+// wire forms its shortcut does not take.
+func TestExecOutputCodec(t *testing.T) {
+	marshal := func(m *pluginv1.ExecOutput) []byte {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	stdout := marshal(&pluginv1.ExecOutput{Output: &pluginv1.ExecOutput_Stdout{Stdout: []byte("hello\n")}})
+	tests := []struct {
+		name    string
+		wire    []byte
+		wantErr bool
+	}{
+		{name: "stdout", wire: stdout},
+		{name: "stderr", wire: marshal(&pluginv1.ExecOutput{Output: &pluginv1.ExecOutput_Stderr{Stderr: bytes.Repeat([]byte("e"), 40000)}})},
+		{name: "empty stdout", wire: marshal(&pluginv1.ExecOutput{Output: &pluginv1.ExecOutput_Stdout{Stdout: []byte{}}})},
+		{name: "exit", wire: marshal(&pluginv1.ExecOutput{Output: &pluginv1.ExecOutput_Exit{Exit: &pluginv1.ExecExit{Code: 3, Message: "m"}}})},
+		{name: "empty message", wire: nil},
+		// The last of repeated oneof fields wins.
+		{name: "stdout then stderr", wire: append(slices.Clone(stdout), marshal(&pluginv1.ExecOutput{Output: &pluginv1.ExecOutput_Stderr{Stderr: []byte("x")}})...)},
+		{name: "stdout and an unknown field", wire: protowire.AppendBytes(protowire.AppendTag(slices.Clone(stdout), 9, protowire.BytesType), []byte("z"))},
+		{name: "truncated", wire: stdout[:len(stdout)-1], wantErr: true},
+	}
+	c := &execOutputCodec{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := &pluginv1.ExecOutput{}
+			wantErr := proto.Unmarshal(tt.wire, want)
+			// Split the wire form as gRPC does into frames.
+			var data mem.BufferSlice
+			for b := tt.wire; len(b) > 0; b = b[min(len(b), 5):] {
+				data = append(data, mem.SliceBuffer(b[:min(len(b), 5)]))
+			}
+			got := &pluginv1.ExecOutput{Output: &pluginv1.ExecOutput_Exit{Exit: &pluginv1.ExecExit{Code: 9}}} // stale
+			err := c.Unmarshal(data, got)
+			if (err != nil) != tt.wantErr || (wantErr != nil) != tt.wantErr {
+				t.Fatalf("Unmarshal error %v, proto.Unmarshal error %v; want an error: %v", err, wantErr, tt.wantErr)
+			}
+			if err == nil && !proto.Equal(got, want) {
+				t.Errorf("Unmarshal = %v, want %v (as proto.Unmarshal)", got, want)
+			}
+		})
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -277,18 +276,16 @@ func BenchmarkStreamSSHOnly(b *testing.B) {
 
 func benchStreamDirect(b *testing.B, g *streamGuest, tr pluginapi.TransportPlugin) {
 	ctx := context.Background()
-	var rates []float64
+	var ss []sample
 	b.SetBytes(g.size)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		t0 := time.Now()
-		if err := g.execStream(ctx, tr); err != nil {
-			b.Fatal(err)
-		}
-		rates = append(rates, g.mib()/time.Since(t0).Seconds())
+		ss = append(ss, g.measure(b, func() (time.Duration, error) {
+			t0 := time.Now()
+			err := g.execStream(ctx, tr)
+			return time.Since(t0), err
+		}))
 	}
 	b.StopTimer()
-	b.ReportMetric(median(rates), "MiB/s")
+	report(b, "ours", ss)
 }
-
-var _ io.Writer = (*countingWriter)(nil)
