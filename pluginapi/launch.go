@@ -32,6 +32,11 @@ type LaunchOptions struct {
 	// StartTimeout bounds the start and handshake; zero means
 	// DefaultStartTimeout. A context deadline that comes sooner wins.
 	StartTimeout time.Duration
+	// Detachable launches the plugin without a parent-death signal, so
+	// that [Plugin.Detach] can make it outlive this process. Until it
+	// detaches, a plugin built with pluginapi still exits when its parent
+	// dies (it watches its parent pid).
+	Detachable bool
 	// Env is the plugin's whole environment. The core's own environment is
 	// never inherited, so Kubernetes credentials and job variables do not
 	// reach plugins by accident.
@@ -109,7 +114,7 @@ func Launch(ctx context.Context, opts LaunchOptions) (*Plugin, error) {
 	stopWatch := context.AfterFunc(ctx, cancelStart)
 	cmd := exec.CommandContext(startCtx, opts.Path)
 	cmd.Env = append(slices.Clip(opts.Env), "PLUGIN_CLIENT_CERT="+string(mat.clientCertPEM))
-	cmd.SysProcAttr = childProcAttr()
+	cmd.SysProcAttr = childProcAttr(opts.Detachable)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  Handshake(),
 		VersionedPlugins: pluginSets(),

@@ -7,7 +7,14 @@ import "syscall"
 // its own process group: GitLab's SIGTERM to the stage's group reaches the
 // core only (which then closes its plugins in order), and killProcessGroup
 // can end whatever the plugin started.
-func childProcAttr() *syscall.SysProcAttr {
+//
+// A detachable plugin gets no parent-death signal (it must survive the
+// core once detached); until it detaches, pluginapi's serve ends it when
+// its parent goes (watchParent).
+func childProcAttr(detachable bool) *syscall.SysProcAttr {
+	if detachable {
+		return &syscall.SysProcAttr{Setpgid: true}
+	}
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 }
 

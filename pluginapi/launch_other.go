@@ -6,7 +6,7 @@ import "syscall"
 
 // childProcAttr has no parent-death signal outside Linux; Close still ends
 // the plugin on every ordinary exit path.
-func childProcAttr() *syscall.SysProcAttr { return nil }
+func childProcAttr(bool) *syscall.SysProcAttr { return nil }
 
 // killProcessGroup is a no-op outside Linux: the plugin shares the core's
 // process group there.

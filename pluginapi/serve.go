@@ -30,6 +30,7 @@ func serve(set plugin.PluginSet, impl any) {
 	log := Logger()
 	sess := newSessionServer(impl, log)
 	set[SessionKey] = &sessionGRPCPlugin{srv: sess}
+	go sess.watchParent()
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake(),
 		VersionedPlugins: map[int]plugin.PluginSet{APIVersion1: set},

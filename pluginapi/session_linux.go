@@ -12,9 +12,11 @@ import (
 // detachProcess makes the plugin survive the core process that started it:
 // stdin, stdout and stderr become /dev/null (the pipes to a dead parent
 // would otherwise SIGPIPE the plugin at its next log line), SIGHUP and
-// SIGPIPE are ignored, and the parent-death signal Launch set is cleared.
-// The plugin already has its own process group (Launch), so the runner's
-// SIGTERM to the stage's group never reaches it.
+// SIGPIPE are ignored. The plugin must have been launched detachable
+// (LaunchOptions.Detachable: no parent-death signal, which Linux keeps per
+// thread and a goroutine cannot clear for the main thread); the parent
+// watch of serve stops ending it. It has its own process group, so the
+// runner's SIGTERM to the stage's group never reaches it.
 func detachProcess() error {
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
@@ -27,8 +29,5 @@ func detachProcess() error {
 		}
 	}
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0); err != nil {
-		return fmt.Errorf("clear the parent-death signal: %w", err)
-	}
 	return nil
 }

@@ -86,6 +86,34 @@ func (s *sessionServer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	return handler(srv, ss)
 }
 
+// parentPoll is how often a plugin checks that its parent still runs.
+const parentPoll = 200 * time.Millisecond
+
+// watchParent ends the plugin when the process that started it is gone,
+// unless the plugin was detached: a detachable launch has no parent-death
+// signal, and a core killed before it detached the plugin must not leave
+// it behind.
+func (s *sessionServer) watchParent() {
+	ppid := os.Getppid()
+	if ppid <= 1 {
+		return
+	}
+	t := time.NewTicker(parentPoll)
+	defer t.Stop()
+	for range t.C {
+		s.mu.Lock()
+		detached := s.detached
+		s.mu.Unlock()
+		if detached {
+			return
+		}
+		if os.Getppid() != ppid {
+			s.log.Info("the core that started this plugin is gone: exiting")
+			os.Exit(1)
+		}
+	}
+}
+
 // detach makes the process independent of its parent and starts the
 // watchdog. A second call updates the bounds.
 func (s *sessionServer) detach(opts DetachOptions) (int, error) {

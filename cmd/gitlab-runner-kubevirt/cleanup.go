@@ -13,8 +13,9 @@ func newCleanupCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Delete the job's VM and Secret (custom executor cleanup_exec)",
-		Long: `cleanup deletes the job's VirtualMachineInstance and its Secret. It is
-idempotent (nothing to delete is success) and bounded by --timeout.`,
+		Long: `cleanup stops the job's transport session (if prepare kept one), then
+deletes the job's VirtualMachineInstance and its Secret. It is idempotent
+(nothing to delete is success) and bounded by --timeout.`,
 		Example: `  # config.toml: cleanup_exec = "gitlab-runner-kubevirt", cleanup_args = ["cleanup"]
   gitlab-runner-kubevirt cleanup --namespace ci --timeout 2m`,
 		Args: cobra.NoArgs,

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,8 +20,10 @@ import (
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/naming"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/pluginhost"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/policy"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/session"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/stages"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
+	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
 
 // Defaults of prepare's flags.
@@ -57,6 +62,8 @@ type prepareFlags struct {
 	kernelBoot                     bool
 	kernelArgs, kernelPath         string
 	initrdPath                     string
+	session                        bool
+	sessionIdle                    time.Duration
 }
 
 func newPrepareCmd(g *globalOptions) *cobra.Command {
@@ -137,6 +144,8 @@ func (f *prepareFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.tolerations, "toleration", nil, "toleration key[=value][:Effect] (repeatable; without value: operator Exists)")
 	fl.StringVar(&f.priorityClass, "priority-class", "", "priorityClassName of the VMs")
 	fl.DurationVar(&f.timeout, "timeout", stages.DefaultPrepareTimeout, "bound of the whole stage")
+	registerSessionFlag(cmd, &f.session)
+	fl.DurationVar(&f.sessionIdle, "session-idle-timeout", session.DefaultIdleTimeout, "end the job's transport session after this long without a stage using it (1s to 24h)")
 	fl.BoolVar(&f.kernelBoot, "kernel-boot", false, "boot the kernel and initrd inside the job's image directly (KubeVirt kernelBoot; microvm's images have no boot loader)")
 	fl.StringVar(&f.kernelArgs, "kernel-args", kube.DefaultKernelArgs, "kernel command line with --kernel-boot")
 	fl.StringVar(&f.kernelPath, "kernel-path", kube.DefaultKernelPath, "absolute path of the kernel inside the image, with --kernel-boot")
@@ -245,6 +254,7 @@ func (f *prepareFlags) options() (stages.PrepareOptions, error) {
 		Username: f.sshUser, Port: f.sshPort, Timezone: f.timezone,
 		NodeSelector: nodeSel, Tolerations: tols, PriorityClassName: f.priorityClass,
 		Timeout: f.timeout,
+		Session: session.Options{Enabled: f.session, IdleTimeout: f.sessionIdle},
 	}
 	if f.kernelBoot {
 		opts.KernelBoot = &kube.KernelBoot{Args: f.kernelArgs, KernelPath: f.kernelPath, InitrdPath: f.initrdPath}
@@ -374,6 +384,8 @@ func flagError(_ *cobra.Command, err error) error {
 type hostPlugins struct {
 	g    *globalOptions
 	host *pluginhost.Host
+	// detachable are the plugins TransportProcess launched itself.
+	detachable []*pluginapi.Plugin
 }
 
 // openPlugins returns the stage's plugin source: plugins are started on
@@ -438,8 +450,64 @@ func (h *hostPlugins) Transport(ctx context.Context, name string) (pluginapi.Tra
 	return p.Transport()
 }
 
+// TransportProcess starts the transport plugin called name detachable
+// (see pluginapi.LaunchOptions.Detachable) and returns its process handle
+// too, so prepare can keep it as the job's session
+// (stages.SessionPlugins). It checks the binary against plugins.lock like
+// the plugin host does, and the plugin's GetInfo against the lock entry.
+func (h *hostPlugins) TransportProcess(ctx context.Context, name string) (*pluginapi.Plugin, pluginapi.TransportPlugin, error) {
+	host, err := h.get()
+	if err != nil {
+		return nil, nil, err
+	}
+	lock, err := pluginhost.ReadLock(host.Dir())
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := lock.ByName(h.g.logger(), pluginhost.KindTransport, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("plugin directory %s: %w", host.Dir(), err)
+	}
+	path := filepath.Join(host.Dir(), e.File)
+	sum, err := hex.DecodeString(e.SHA256)
+	if err != nil {
+		return nil, nil, fmt.Errorf("plugins.lock entry %s: sha256 %q: %w", e.Name, e.SHA256, err)
+	}
+	p, err := pluginapi.Launch(ctx, pluginapi.LaunchOptions{
+		Path: path, SHA256: sum, Logger: h.g.logger(), StartTimeout: host.StartTimeout(),
+		Env: host.Env(), Detachable: true,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	h.detachable = append(h.detachable, p)
+	info, err := p.Info()
+	if err == nil {
+		var pi *pluginv1.PluginInfo
+		if pi, err = info.GetInfo(ctx); err == nil && (pi.GetName() != e.Name || pi.GetKind() != pluginv1.Kind_KIND_TRANSPORT) {
+			err = fmt.Errorf("plugin %s reports name %q kind %s; plugins.lock says transport plugin %q", path, pi.GetName(), pi.GetKind(), e.Name)
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := p.Transport()
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, t, nil
+}
+
+// registerSessionFlag adds --session, shared by prepare and run.
+func registerSessionFlag(cmd *cobra.Command, v *bool) {
+	cmd.Flags().BoolVar(v, "session", true, "keep the transport plugin and its connection to the VM running from prepare to cleanup, so run stages reuse it (false: every stage starts its own)")
+}
+
 // Close ends every plugin started.
 func (h *hostPlugins) Close() {
+	for _, p := range h.detachable {
+		p.Close()
+	}
 	if h.host != nil {
 		h.host.Close()
 	}

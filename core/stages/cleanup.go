@@ -11,6 +11,7 @@ import (
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/jobenv"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/kube"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/naming"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/session"
 )
 
 // CleanupOptions configure the cleanup stage.
@@ -23,9 +24,10 @@ type CleanupOptions struct {
 	Logger hclog.Logger
 }
 
-// Cleanup deletes the job's VMI and Secret. It is idempotent (objects that
-// do not exist count as deleted), bounded by opts.Timeout, and does not
-// wait for KubeVirt's finalizers.
+// Cleanup ends the job's transport session (if prepare kept one), then
+// deletes the job's VMI and Secret. It is idempotent (objects that do not
+// exist count as deleted), bounded by opts.Timeout, and does not wait for
+// KubeVirt's finalizers.
 func Cleanup(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, opts CleanupOptions, out io.Writer) error {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultCleanupTimeout
@@ -40,6 +42,7 @@ func Cleanup(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, o
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
+	endSession(ctx, lookup, names.VMI, opts.Logger)
 	// The VMI is read first only to attach Events to it; a failed read
 	// (already gone, no rights) just records none.
 	events := clients.Events(opts.Logger)
@@ -61,4 +64,22 @@ func Cleanup(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, o
 		fmt.Fprintf(out, "Nothing to clean up for VM %s/%s\n", clients.Namespace, names.VMI)
 	}
 	return nil
+}
+
+// endSession stops the job's transport session and removes its file, best
+// effort and bounded by session.StopTimeout: a session left behind ends by
+// itself (idle timeout, job timeout, or its VM gone).
+func endSession(ctx context.Context, lookup jobenv.Lookup, vmi string, log hclog.Logger) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	m, err := session.New(lookup, vmi, 0, session.Options{}, log)
+	if err != nil {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, session.StopTimeout)
+	defer cancel()
+	if err := m.End(sctx); err != nil {
+		log.Info("ending the transport session", "error", err.Error())
+	}
 }

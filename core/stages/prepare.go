@@ -22,6 +22,7 @@ import (
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/kube"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/naming"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/policy"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/session"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
@@ -75,6 +76,17 @@ type PrepareOptions struct {
 	// Logger is the runner log (stderr); nil discards. Events that could
 	// not be recorded are logged here at debug level.
 	Logger hclog.Logger
+	// Session keeps the transport plugin running for the job's run
+	// stages (--session, --session-idle-timeout); see package session.
+	Session session.Options
+}
+
+// SessionPlugins is implemented by a Plugins whose transport plugin can be
+// kept as the job's session: it returns the plugin's process handle along
+// with its service.
+type SessionPlugins interface {
+	Plugins
+	TransportProcess(ctx context.Context, name string) (*pluginapi.Plugin, pluginapi.TransportPlugin, error)
 }
 
 // Validate checks the options that do not depend on the job (runner flags).
@@ -99,6 +111,9 @@ func (o *PrepareOptions) Validate() error {
 		if err := o.KernelBoot.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := o.Session.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -148,7 +163,7 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	if err != nil {
 		return SystemFailure(err)
 	}
-	transport, err := plugins.Transport(ctx, opts.TransportPlugin)
+	transport, proc, err := prepareTransport(ctx, plugins, opts)
 	if err != nil {
 		return SystemFailure(fmt.Errorf("start transport plugin %q: %w", opts.TransportPlugin, err))
 	}
@@ -297,7 +312,40 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	bootSecs, totalSecs := now.Sub(createdAt).Seconds(), now.Sub(start).Seconds()
 	fmt.Fprintf(out, "VM %s ready on node %s (image %s, boot %.1fs, total %.1fs)\n", names.VMI, orUnknown(st.Node), vm.Image, bootSecs, totalSecs)
 	events.Normal(ctx, created, kube.ReasonReady, "VM ready on node %s with IP %s after %.1fs", orUnknown(st.Node), st.IP, bootSecs)
+	if proc != nil {
+		keepSession(ctx, lookup, proc, opts, names.VMI, string(created.UID), job.Timeout)
+	}
 	return nil
+}
+
+// prepareTransport starts the transport plugin; with sessions on and a
+// plugin source that can hand out the process, it also returns the
+// process, to be kept as the job's session.
+func prepareTransport(ctx context.Context, plugins Plugins, opts PrepareOptions) (pluginapi.TransportPlugin, *pluginapi.Plugin, error) {
+	if sp, ok := plugins.(SessionPlugins); ok && opts.Session.Enabled {
+		proc, t, err := sp.TransportProcess(ctx, opts.TransportPlugin)
+		return t, proc, err
+	}
+	t, err := plugins.Transport(ctx, opts.TransportPlugin)
+	return t, nil, err
+}
+
+// keepSession detaches the transport plugin, which holds the connection to
+// the ready guest, for the run stages. A failure only costs speed: it is
+// logged and the job goes on.
+func keepSession(ctx context.Context, lookup jobenv.Lookup, proc *pluginapi.Plugin, opts PrepareOptions, vmi, uid string, jobTimeout time.Duration) {
+	log := opts.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	m, err := session.New(lookup, vmi, jobTimeout, opts.Session, log)
+	if err != nil {
+		log.Debug("no transport session for this job: each run stage starts its own transport plugin", "reason", err.Error())
+		return
+	}
+	if err := m.Keep(ctx, proc, opts.TransportPlugin, uid); err != nil {
+		log.Info("transport session not kept: each run stage starts its own transport plugin", "error", err.Error())
+	}
 }
 
 // startOS starts the OS plugin and checks it serves shell.

@@ -14,11 +14,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/jobenv"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/kube"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/naming"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/session"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
@@ -45,6 +47,11 @@ type RunOptions struct {
 	// KillGrace is how long a cancelled run waits for the remote script
 	// after TERM before KILL (default DefaultKillGrace).
 	KillGrace time.Duration
+	// Session, when enabled, reattaches to the transport plugin prepare
+	// kept running (--session); any problem falls back to a fresh plugin.
+	Session session.Options
+	// Logger is the runner log (stderr); nil discards.
+	Logger hclog.Logger
 }
 
 func (o RunOptions) killGrace() time.Duration {
@@ -146,10 +153,11 @@ func Run(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, plugi
 		return SystemFailure(fmt.Errorf("vmi %s/%s is not running with an IP address (phase %q, ip %q)", vmi.Namespace, vmi.Name, st.Phase, st.IP))
 	}
 
-	transport, err := plugins.Transport(ctx, access.Transport)
+	transport, release, err := runTransport(ctx, lookup, plugins, opts, names.VMI, string(vmi.UID), access.Transport, job.Timeout)
 	if err != nil {
 		return SystemFailure(fmt.Errorf("start transport plugin %q: %w", access.Transport, err))
 	}
+	defer release()
 	target := access.Target(st.IP)
 	path, err := scriptPath(access.Recipe, job.JobID, opts.Stage)
 	if err != nil {
@@ -182,6 +190,38 @@ func Run(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, plugi
 		return BuildFailure(int(exit.GetCode()), fmt.Errorf("the %s script failed with %s", opts.Stage, describeExit(exit)))
 	}
 	return nil
+}
+
+// runTransport returns the job's transport: the session prepare kept, or,
+// with sessions off or on any problem with the session (no file, a file
+// of another job or VMI, a dead plugin), a freshly started plugin. An Exec
+// that fails over a session is not retried: scripts are not idempotent.
+func runTransport(ctx context.Context, lookup jobenv.Lookup, plugins Plugins, opts RunOptions, vmi, uid, name string, jobTimeout time.Duration) (pluginapi.TransportPlugin, func(), error) {
+	if opts.Session.Enabled {
+		log := opts.Logger
+		if log == nil {
+			log = hclog.NewNullLogger()
+		}
+		m, err := session.New(lookup, vmi, jobTimeout, opts.Session, log)
+		if err == nil {
+			var p *pluginapi.Plugin
+			if p, err = m.Attach(ctx, name, uid); err == nil {
+				var t pluginapi.TransportPlugin
+				if t, err = p.Transport(); err == nil {
+					log.Debug("reusing the job's transport session", "plugin", name, "pid", p.Pid())
+					return t, p.Close, nil
+				}
+				p.Close()
+			}
+		}
+		if errors.Is(err, session.ErrNoSession) {
+			log.Debug("no transport session: starting the transport plugin", "plugin", name)
+		} else {
+			log.Info("transport session unavailable, starting the transport plugin", "plugin", name, "reason", err.Error())
+		}
+	}
+	t, err := plugins.Transport(ctx, name)
+	return t, func() {}, err
 }
 
 // readScript reads the script gitlab-runner wrote.
