@@ -105,5 +105,69 @@ func (s *suite) benchJobOverhead(ctx context.Context) error {
 		fmt.Sprintf("\nAPI requests per job (the runner's ServiceAccount in the API server's audit log, every stage together): median **%s**; "+
 			"the last job's by verb and resource: %s.\n", bench.F(r), strings.Join(keyCounts(lastCount), ", "))
 	s.report.Add("Job control-plane overhead (4)", body)
+	return s.benchSessionCompare(ctx)
+}
+
+// benchSessionCompare runs whole trivial jobs alternately with the per-job
+// transport session off (GITLAB_RUNNER_KUBEVIRT_SESSION=false for every
+// stage) and on (the default), and reports the median run sub-stage and
+// whole job of each side.
+func (s *suite) benchSessionCompare(ctx context.Context) error {
+	off := s.bed.RunnerConfig()
+	off.Env = append(off.Env, "GITLAB_RUNNER_KUBEVIRT_SESSION=false")
+	exOff, err := runner.New(off)
+	if err != nil {
+		return err
+	}
+	exOn, err := runner.New(s.bed.RunnerConfig())
+	if err != nil {
+		return err
+	}
+	type side struct {
+		ex          *runner.Executor
+		job, run    []float64
+		prep, clean []float64
+	}
+	sides := []*side{{ex: exOff}, {ex: exOn}}
+	for range s.opts.jobs {
+		for _, sd := range sides {
+			res, err := sd.ex.Run(ctx, trivialJob(s.nextJobID(), 0))
+			if err != nil {
+				return err
+			}
+			if res.Status != runner.StatusSuccess {
+				return fmt.Errorf("session comparison job: %s (%s)\n%s", res.Status, res.Reason, tail(res.JobLog(), 3000))
+			}
+			sd.job = append(sd.job, ms(res.Duration))
+			for _, st := range res.Stages {
+				switch phase(st.Stage) {
+				case "run (all sub-stages)":
+					sd.run = append(sd.run, ms(st.Duration))
+				case runner.StagePrepare:
+					sd.prep = append(sd.prep, ms(st.Duration))
+				case runner.StageCleanup:
+					sd.clean = append(sd.clean, ms(st.Duration))
+				}
+			}
+		}
+	}
+	med := func(v []float64) float64 { m, _ := bench.Median(v); return m }
+	offRun, onRun := med(sides[0].run), med(sides[1].run)
+	offJob, onJob := med(sides[0].job), med(sides[1].job)
+	s.report.Set("run_substage_ms_no_session", offRun)
+	s.report.Set("run_substage_ms_session", onRun)
+	s.report.Set("job_overhead_ms_no_session", offJob)
+	s.report.Set("job_overhead_ms_session", onJob)
+	rows := [][]string{
+		{"run sub-stage (median of all)", bench.F(offRun), bench.F(onRun), bench.F(onRun / offRun)},
+		{"prepare", bench.F(med(sides[0].prep)), bench.F(med(sides[1].prep)), bench.F(med(sides[1].prep) / med(sides[0].prep))},
+		{"cleanup", bench.F(med(sides[0].clean)), bench.F(med(sides[1].clean)), bench.F(med(sides[1].clean) / med(sides[0].clean))},
+		{"whole job", bench.F(offJob), bench.F(onJob), bench.F(onJob / offJob)},
+	}
+	body := fmt.Sprintf("The same trivial jobs, alternately with `--session=false` and with the per-job transport session (default): prepare "+
+		"detaches transport-ssh holding its SSH connection, every run sub-stage reattaches over its unix socket, cleanup stops it. "+
+		"n = %d jobs per side.\n\n", len(sides[0].job)) +
+		bench.Table([]string{"figure", "no session ms", "session ms", "session / no session"}, rows)
+	s.report.Add("Job with and without the transport session (2, 4)", body)
 	return nil
 }
