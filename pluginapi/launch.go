@@ -37,6 +37,12 @@ type LaunchOptions struct {
 	// detaches, a plugin built with pluginapi still exits when its parent
 	// dies (it watches its parent pid).
 	Detachable bool
+	// SocketDir, when set, is the directory the plugin creates its unix
+	// socket in (go-plugin's PLUGIN_UNIX_SOCKET_DIR); a session keeps it
+	// in a 0700 directory of the job. A directory too long for a socket
+	// path (108 bytes on Linux) is ignored: the plugin then uses its
+	// default, os.TempDir().
+	SocketDir string
 	// Env is the plugin's whole environment. The core's own environment is
 	// never inherited, so Kubernetes credentials and job variables do not
 	// reach plugins by accident.
@@ -67,6 +73,10 @@ type Plugin struct {
 	// then outlives this process and Close only disconnects.
 	session atomic.Pointer[SessionState]
 }
+
+// maxSocketPath is the size of sun_path on Linux, terminating NUL
+// included. go-plugin names sockets <dir>/plugin<up to 10 digits>.
+const maxSocketPath = 108
 
 // closeGrace bounds go-plugin's own shutdown (a graceful stop, then SIGKILL
 // of the plugin after two seconds) before the plugin's whole process group
@@ -114,6 +124,9 @@ func Launch(ctx context.Context, opts LaunchOptions) (*Plugin, error) {
 	stopWatch := context.AfterFunc(ctx, cancelStart)
 	cmd := exec.CommandContext(startCtx, opts.Path)
 	cmd.Env = append(slices.Clip(opts.Env), "PLUGIN_CLIENT_CERT="+string(mat.clientCertPEM))
+	if opts.SocketDir != "" && len(opts.SocketDir)+len("/plugin")+12 < maxSocketPath {
+		cmd.Env = append(cmd.Env, plugin.EnvUnixSocketDir+"="+opts.SocketDir)
+	}
 	cmd.SysProcAttr = childProcAttr(opts.Detachable)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  Handshake(),

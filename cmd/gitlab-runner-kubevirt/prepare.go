@@ -455,7 +455,7 @@ func (h *hostPlugins) Transport(ctx context.Context, name string) (pluginapi.Tra
 // too, so prepare can keep it as the job's session
 // (stages.SessionPlugins). It checks the binary against plugins.lock like
 // the plugin host does, and the plugin's GetInfo against the lock entry.
-func (h *hostPlugins) TransportProcess(ctx context.Context, name string) (*pluginapi.Plugin, pluginapi.TransportPlugin, error) {
+func (h *hostPlugins) TransportProcess(ctx context.Context, name, socketDir string) (*pluginapi.Plugin, pluginapi.TransportPlugin, error) {
 	host, err := h.get()
 	if err != nil {
 		return nil, nil, err
@@ -475,7 +475,7 @@ func (h *hostPlugins) TransportProcess(ctx context.Context, name string) (*plugi
 	}
 	p, err := pluginapi.Launch(ctx, pluginapi.LaunchOptions{
 		Path: path, SHA256: sum, Logger: h.g.logger(), StartTimeout: host.StartTimeout(),
-		Env: host.Env(), Detachable: true,
+		Env: host.Env(), Detachable: true, SocketDir: socketDir,
 	})
 	if err != nil {
 		return nil, nil, err

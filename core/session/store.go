@@ -110,10 +110,7 @@ func (s *Store) Save(uid string, st *pluginapi.SessionState) error {
 	out = aead.Seal(out, nonce, plain, []byte(fileMagic+s.vmi))
 	clear(plain)
 
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return fmt.Errorf("save session: %w", err)
-	}
-	if err := os.Chmod(s.dir, 0o700); err != nil {
+	if err := s.MakeDir(); err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}
 	f, err := os.CreateTemp(s.dir, FileName+".tmp-*")
@@ -194,6 +191,19 @@ func (s *Store) Load(uid string) (*pluginapi.SessionState, error) {
 		return nil, fmt.Errorf("load session %s: %w", s.Path(), err)
 	}
 	return p.State, nil
+}
+
+// MakeDir creates the session directory, owner-only (0700). prepare
+// creates it before it starts the transport plugin, whose unix socket goes
+// there too.
+func (s *Store) MakeDir() error {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return fmt.Errorf("session directory: %w", err)
+	}
+	if err := os.Chmod(s.dir, 0o700); err != nil {
+		return fmt.Errorf("session directory: %w", err)
+	}
+	return nil
 }
 
 // Remove deletes the session file and directory; a missing file is fine.

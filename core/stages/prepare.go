@@ -86,7 +86,9 @@ type PrepareOptions struct {
 // with its service.
 type SessionPlugins interface {
 	Plugins
-	TransportProcess(ctx context.Context, name string) (*pluginapi.Plugin, pluginapi.TransportPlugin, error)
+	// TransportProcess starts the transport plugin called name, detachable,
+	// with its unix socket in socketDir.
+	TransportProcess(ctx context.Context, name, socketDir string) (*pluginapi.Plugin, pluginapi.TransportPlugin, error)
 }
 
 // Validate checks the options that do not depend on the job (runner flags).
@@ -163,9 +165,16 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	if err != nil {
 		return SystemFailure(err)
 	}
-	transport, proc, err := prepareTransport(ctx, plugins, opts)
+	transport, proc, sess, err := prepareTransport(ctx, lookup, plugins, opts, names.VMI, job.Timeout)
 	if err != nil {
 		return SystemFailure(fmt.Errorf("start transport plugin %q: %w", opts.TransportPlugin, err))
+	}
+	if sess != nil {
+		defer func() {
+			if err != nil {
+				_ = sess.Store().Remove()
+			}
+		}()
 	}
 	passwordLength, err := credentials.PasswordLengthFor(slices.Contains(info.GetCapabilities(), PasswordCapability), info.GetMaxPasswordLength())
 	if err != nil {
@@ -313,39 +322,46 @@ func Prepare(ctx context.Context, lookup jobenv.Lookup, clients *kube.Clients, p
 	fmt.Fprintf(out, "VM %s ready on node %s (image %s, boot %.1fs, total %.1fs)\n", names.VMI, orUnknown(st.Node), vm.Image, bootSecs, totalSecs)
 	events.Normal(ctx, created, kube.ReasonReady, "VM ready on node %s with IP %s after %.1fs", orUnknown(st.Node), st.IP, bootSecs)
 	if proc != nil {
-		keepSession(ctx, lookup, proc, opts, names.VMI, string(created.UID), job.Timeout)
+		if kerr := sess.Keep(ctx, proc, opts.TransportPlugin, string(created.UID)); kerr != nil {
+			opts.logger().Info("transport session not kept: each run stage starts its own transport plugin", "error", kerr.Error())
+			_ = sess.Store().Remove()
+		}
 	}
 	return nil
 }
 
-// prepareTransport starts the transport plugin; with sessions on and a
-// plugin source that can hand out the process, it also returns the
-// process, to be kept as the job's session.
-func prepareTransport(ctx context.Context, plugins Plugins, opts PrepareOptions) (pluginapi.TransportPlugin, *pluginapi.Plugin, error) {
+// prepareTransport starts the transport plugin. With sessions on, a job
+// that can have one (TMPDIR and a job token) and a plugin source that can
+// hand out the process, it starts it detachable with its socket in the
+// job's session directory and also returns the process and the session
+// manager, for keeping it as the job's session once the VM is ready.
+func prepareTransport(ctx context.Context, lookup jobenv.Lookup, plugins Plugins, opts PrepareOptions, vmi string, jobTimeout time.Duration) (pluginapi.TransportPlugin, *pluginapi.Plugin, *session.Manager, error) {
 	if sp, ok := plugins.(SessionPlugins); ok && opts.Session.Enabled {
-		proc, t, err := sp.TransportProcess(ctx, opts.TransportPlugin)
-		return t, proc, err
+		m, err := session.New(lookup, vmi, jobTimeout, opts.Session, opts.logger())
+		if err == nil {
+			err = m.Store().MakeDir()
+		}
+		if err != nil {
+			opts.logger().Debug("no transport session for this job: each run stage starts its own transport plugin", "reason", err.Error())
+		} else {
+			proc, t, err := sp.TransportProcess(ctx, opts.TransportPlugin, m.Store().Dir())
+			if err != nil {
+				_ = m.Store().Remove()
+				return nil, nil, nil, err
+			}
+			return t, proc, m, nil
+		}
 	}
 	t, err := plugins.Transport(ctx, opts.TransportPlugin)
-	return t, nil, err
+	return t, nil, nil, err
 }
 
-// keepSession detaches the transport plugin, which holds the connection to
-// the ready guest, for the run stages. A failure only costs speed: it is
-// logged and the job goes on.
-func keepSession(ctx context.Context, lookup jobenv.Lookup, proc *pluginapi.Plugin, opts PrepareOptions, vmi, uid string, jobTimeout time.Duration) {
-	log := opts.Logger
-	if log == nil {
-		log = hclog.NewNullLogger()
+// logger returns opts.Logger or a logger that discards.
+func (o PrepareOptions) logger() hclog.Logger {
+	if o.Logger == nil {
+		return hclog.NewNullLogger()
 	}
-	m, err := session.New(lookup, vmi, jobTimeout, opts.Session, log)
-	if err != nil {
-		log.Debug("no transport session for this job: each run stage starts its own transport plugin", "reason", err.Error())
-		return
-	}
-	if err := m.Keep(ctx, proc, opts.TransportPlugin, uid); err != nil {
-		log.Info("transport session not kept: each run stage starts its own transport plugin", "error", err.Error())
-	}
+	return o.Logger
 }
 
 // startOS starts the OS plugin and checks it serves shell.

@@ -174,6 +174,9 @@ func TestSessionOneConnection(t *testing.T) {
 				if p.state == nil {
 					t.Fatal("prepare kept no session")
 				}
+				if dir := p.store().Dir(); !strings.HasPrefix(p.state.Addr, dir+"/") {
+					t.Errorf("session socket %s is not in the job's session directory %s", p.state.Addr, dir)
+				}
 				if n != 1 {
 					t.Errorf("the guest sshd accepted %d logins for the job, want 1 (prepare and every run stage over one connection)", n)
 				}
