@@ -23,6 +23,7 @@ const (
 	msgCoreProtocol   = "incompatible core API version with plugin" // go-plugin
 	msgCoreParse      = "error parsing core protocol version"       // go-plugin
 	msgChecksumLaunch = "no longer matches the pinned checksum"     // pluginapi
+	msgChecksumRead   = "error verifying checksum"                  // go-plugin: SecureConfig could not read the file
 )
 
 // notPluginHint is the advice for a binary that failed the handshake.
@@ -65,6 +66,9 @@ func classifyLaunch(path string, err error, timeout time.Duration) error {
 	case strings.Contains(msg, msgUnrecognized), strings.Contains(msg, msgCoreProtocol), strings.Contains(msg, msgCoreParse):
 		e.Status = StatusNotAPlugin
 		e.Hint = notPluginHint
+	case strings.Contains(msg, msgChecksumRead):
+		e.Status = StatusNotRegular
+		e.Hint = "the file could not be read to verify its sha256; let the user running gitlab-runner read it (chmod 0755), or reinstall it"
 	case strings.Contains(msg, msgChecksumLaunch):
 		e.Status = StatusChecksumMismatch
 		e.Hint = "the file changed while it was being started; " + relockHint

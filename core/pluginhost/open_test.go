@@ -63,3 +63,23 @@ func TestOpenRefusesFilesThatAreNotThere(t *testing.T) {
 		})
 	}
 }
+
+// TestClassifyUnreadableAtLaunch: if the file changes between Open's stat
+// and go-plugin's checksum read (here: a directory, which Open's own check
+// would have refused), go-plugin's "error verifying checksum" is still an
+// *Error with a status and advice, produced by the real pluginapi.Launch.
+func TestClassifyUnreadableAtLaunch(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), pluginapi.BinaryPrefix+"test-os")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := pluginapi.Launch(context.Background(), pluginapi.LaunchOptions{Path: dir, SHA256: make([]byte, 32), StartTimeout: startTimeout})
+	if err == nil {
+		t.Fatal("Launch started a directory")
+	}
+	got := classifyLaunch(dir, err, startTimeout)
+	if st := StatusOf(got); st != StatusNotRegular {
+		t.Errorf("status = %s, want %s (error: %v)", st, StatusNotRegular, got)
+	}
+	containsAll(t, "error", got.Error(), dir, "is a directory", "could not be read to verify its sha256")
+}
