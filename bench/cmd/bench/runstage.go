@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,7 +13,14 @@ import (
 	"syscall"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/bench"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/kube"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/naming"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/pluginhost"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/session"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
 )
 
@@ -156,9 +164,6 @@ func (s *suite) benchRunAndStream(ctx context.Context) error {
 		or, _ := bench.Summarize(oursR)
 		rr, _ := bench.Summarize(reuseMS)
 		s.report.Set("run_stage_openssh_reuse_ms", rr.Median)
-		// The executor starts a new process, plugin and SSH connection
-		// per run stage: there is no reuse to measure yet.
-		s.report.SetNull("run_overhead_ratio_vs_openssh_reuse")
 
 		// Where the time goes: the same binary doing nothing, and a
 		// plugin start (measured in the plugin benchmark).
@@ -206,10 +211,10 @@ func (s *suite) benchRunAndStream(ctx context.Context) error {
 			{"OpenSSH, ControlMaster reuse", bench.F(rr.Median), bench.F(rr.P95), fmt.Sprint(rr.N)},
 		}))
 		fmt.Fprintf(&body, "\n`run_overhead_ratio_vs_openssh` = %s / %s = **%s** (target <= 1.5).\n\n", bench.F(o.Median), bench.F(b.Median), bench.F(o.Median/b.Median))
-		fmt.Fprintf(&body, "`run_overhead_ratio_vs_openssh_reuse` = **null**: every run stage is a new `gitlab-runner-kubevirt` process that starts "+
+		fmt.Fprintf(&body, "Without a session (the figures of this section up to the session table below), every run stage is a new `gitlab-runner-kubevirt` process that starts "+
 			"the transport plugin and dials a new SSH connection (the plugin's connection pool lives only as long as the plugin process, "+
-			"so upload and exec share one connection, but stages do not). With nothing to reuse there is no reuse figure; OpenSSH with a "+
-			"ControlMaster takes %s ms (ours/that would be %s).\n\n", bench.F(rr.Median), bench.F(or.Median/rr.Median))
+			"so upload and exec share one connection, but stages do not). OpenSSH with a "+
+			"ControlMaster takes %s ms (ours without a session / that = %s); the session figures are in the table at the end of this section.\n\n", bench.F(rr.Median), bench.F(or.Median/rr.Median))
 		body.WriteString("Breakdown of a run stage (medians):\n\n")
 		body.WriteString(bench.Table([]string{"part", "ms"}, [][]string{
 			{"`gitlab-runner-kubevirt version` (process start, cobra, no work)", bench.F(v.Median)},
@@ -232,6 +237,51 @@ func (s *suite) benchRunAndStream(ctx context.Context) error {
 	// Memory during run: separate, untimed runs with the /proc sampler.
 	if err := s.benchRunMemory(ctx, h, script, devnull, &body); err != nil {
 		return err
+	}
+	// Last, so that every figure above is of the fresh-connection path.
+	if s.opts.want("run") {
+		reuse := []string{"-o", "ControlPath=" + filepath.Join(h.dir, "cm"), "-o", "ControlMaster=no"}
+
+		// With the per-job transport session: the run stage reattaches to
+		// the plugin prepare kept, whose pool holds the SSH connection.
+		// The session is made here the way prepare makes it (the held
+		// job's harness TMPDIR is gone), in the held job's TMPDIR.
+		if err := s.keepSession(ctx, h); err != nil {
+			return fmt.Errorf("keep a transport session for the held job: %w", err)
+		}
+		if _, err := ours(ctx); err != nil { // warm: first reattach
+			return err
+		}
+		sessFresh, sshFresh2, err := bench.Alternate(ctx, s.opts.runN, ours, sshOnce(nil))
+		if err != nil {
+			return err
+		}
+		sessCM, cm2, err := bench.Alternate(ctx, s.opts.runN, ours, sshOnce(reuse))
+		if err != nil {
+			return err
+		}
+		sf, _ := bench.Summarize(sessFresh)
+		f2, _ := bench.Summarize(sshFresh2)
+		sc, _ := bench.Summarize(sessCM)
+		c2, _ := bench.Summarize(cm2)
+		s.report.Set("run_stage_session_ms", sf.Median)
+		s.report.Set("run_overhead_ratio_vs_openssh_reuse", sf.Median/f2.Median)
+		s.report.Set("run_overhead_ratio_vs_openssh_controlmaster", sc.Median/c2.Median)
+		sessionRows := [][]string{
+			{"ours with the session (alternated with OpenSSH fresh)", bench.F(sf.Median), bench.F(sf.P95), fmt.Sprint(sf.N)},
+			{"OpenSSH, fresh connection", bench.F(f2.Median), bench.F(f2.P95), fmt.Sprint(f2.N)},
+			{"ours with the session (alternated with ControlMaster)", bench.F(sc.Median), bench.F(sc.P95), fmt.Sprint(sc.N)},
+			{"OpenSSH, ControlMaster reuse", bench.F(c2.Median), bench.F(c2.P95), fmt.Sprint(c2.N)},
+		}
+		{
+			fmt.Fprintf(&body, "\nWith the per-job transport session (connection reuse, see docs/sessions.md): the run stage reattaches to the "+
+				"transport plugin kept running since prepare, whose pool holds the SSH connection (the session is created for the held job "+
+				"the way prepare creates it).\n\n%s\n`run_overhead_ratio_vs_openssh_reuse` = %s / %s = **%s** (target <= 1.0); "+
+				"`run_overhead_ratio_vs_openssh_controlmaster` = %s / %s = **%s**.\n",
+				bench.Table([]string{"side", "median ms", "p95 ms", "n"}, sessionRows),
+				bench.F(sf.Median), bench.F(f2.Median), bench.F(sf.Median/f2.Median),
+				bench.F(sc.Median), bench.F(c2.Median), bench.F(sc.Median/c2.Median))
+		}
 	}
 	s.report.Add("Run stage vs OpenSSH (1), output throughput (3), memory (8)", body.String())
 	return nil
@@ -366,4 +416,65 @@ func sortedKeys[V any](m map[string]V) []string {
 		keys = append(keys, k)
 	}
 	return sortedStrings(keys)
+}
+
+// keepSession starts the transport plugin detachable, opens its pooled SSH
+// connection to the held job's guest with the job's credentials (as
+// prepare's WaitReady does), detaches it and saves the session in the held
+// job's TMPDIR, so that later run stages reattach to it.
+func (s *suite) keepSession(ctx context.Context, h *heldJob) error {
+	env := map[string]string{}
+	for _, kv := range h.env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	secret, err := s.bed.Kube.CoreV1().Secrets(s.bed.Namespace).Get(ctx, naming.SecretName(h.vmi), metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	access, err := kube.ParseAccess(secret)
+	if err != nil {
+		return err
+	}
+	vmi, err := s.bed.Virt.KubevirtV1().VirtualMachineInstances(s.bed.Namespace).Get(ctx, h.vmi, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	m, err := session.New(lookup, h.vmi, time.Hour, session.Options{Enabled: true}, nil)
+	if err != nil {
+		return err
+	}
+	if err := m.Store().MakeDir(); err != nil {
+		return err
+	}
+	dir := filepath.Join(filepath.Dir(h.core), "plugins")
+	lock, err := pluginhost.ReadLock(dir)
+	if err != nil {
+		return err
+	}
+	e, err := lock.ByName(nil, pluginhost.KindTransport, access.Transport)
+	if err != nil {
+		return err
+	}
+	sum, err := hex.DecodeString(e.SHA256)
+	if err != nil {
+		return err
+	}
+	p, err := pluginapi.Launch(ctx, pluginapi.LaunchOptions{
+		Path: filepath.Join(dir, e.File), SHA256: sum, Detachable: true, SocketDir: m.Store().Dir(),
+		Env: []string{"PATH=" + os.Getenv("PATH")},
+	})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	t, err := p.Transport()
+	if err != nil {
+		return err
+	}
+	if _, err := t.WaitReady(ctx, access.Target(h.ip)); err != nil {
+		return err
+	}
+	return m.Keep(ctx, p, access.Transport, string(vmi.UID))
 }
