@@ -57,6 +57,8 @@ func (s *suite) benchGC(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("template secret: %w", err)
 	}
+	vmiJSON, _ := json.Marshal(tmplVMI)
+	secretJSON, _ := json.Marshal(tmplSecret)
 	if err := s.release(ctx, h); err != nil {
 		return err
 	}
@@ -114,6 +116,15 @@ func (s *suite) benchGC(ctx context.Context) error {
 	create := time.Since(t0)
 	logf("gc: created %d objects in %s", 2*n, create.Round(time.Millisecond))
 
+	dryWall, dryCPU, err := s.gcDryRun(ctx, kubeconfig, ns, n)
+	if err != nil {
+		return err
+	}
+	gcUser := "system:serviceaccount:" + ns + ":" + e2e.ServiceAccount
+	requests0, err := bench.CountRequests(s.auditLog, gcUser)
+	if err != nil {
+		return err
+	}
 	cpu0, err := controlPlaneCPU(ctx)
 	if err != nil {
 		return err
@@ -140,10 +151,11 @@ func (s *suite) benchGC(ctx context.Context) error {
 	}
 	cpu := cpu1.sub(cpu0)
 	cpu.core = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	requests, err := bench.CountRequests(s.auditLog, "system:serviceaccount:"+ns+":"+e2e.ServiceAccount)
+	requests1, err := bench.CountRequests(s.auditLog, gcUser)
 	if err != nil {
 		return err
 	}
+	requests := requests1.Sub(requests0)
 	rssMB := float64(r.maxRSS) / 1024
 	key := "gc_10k"
 	if n != 10000 {
@@ -200,6 +212,10 @@ func (s *suite) benchGC(ctx context.Context) error {
 	for name, d := range map[string]time.Duration{"core": cpu.core, "apiserver": cpu.apiserver, "etcd": cpu.etcd, "machine": cpu.machine} {
 		s.report.Set(key+"_cpu_"+name+"_seconds", d.Seconds())
 	}
+	s.report.Set(key+"_dry_run_seconds", dryWall.Seconds())
+	s.report.Set(key+"_dry_run_cpu_apiserver_seconds", dryCPU.apiserver.Seconds())
+	figures = append(figures, []string{"before it, `gc --dry-run` (the same lists and decisions, no deletion)",
+		fmt.Sprintf("%s s wall, kube-apiserver CPU %s s, gc CPU %s s", bench.F(dryWall.Seconds()), bench.F(dryCPU.apiserver.Seconds()), bench.F(dryCPU.core.Seconds()))})
 	s.report.Set(key+"_floor_seconds", (cpu.core+cpu.apiserver+cpu.etcd).Seconds()/float64(runtime.NumCPU()))
 	figures = append(figures,
 		[]string{"API requests (audit log)", fmt.Sprintf("%d (%s)", requests.Total, strings.Join(keyCounts(requests), ", "))},
@@ -213,11 +229,11 @@ func (s *suite) benchGC(ctx context.Context) error {
 	s.report.Add(fmt.Sprintf("gc at scale: %d VMIs + %d Secrets (7)", n, n), fmt.Sprintf(
 		"%d VMIs and %d Secrets (copies of a real prepared job's objects with their own names and labels, each Secret owned by its VMI), "+
 			"half of them with an `expires` label an hour in the past, created in a fresh namespace with the admin client "+
-			"(%d workers, %s, not part of the figure). Then `gitlab-runner-kubevirt gc -o json` runs as a process with the runner's "+
+			"(%d workers, %s, not part of the figure; a VMI is %d bytes of JSON, a Secret %d). Then `gitlab-runner-kubevirt gc -o json` runs as a process with the runner's "+
 			"ServiceAccount and RBAC. Peak RSS is wait4's ru_maxrss. n = 1 (a second round would need another %d creates). "+
 			"When gc has not finished after -gc-cap (%s) it is killed, the objects left are counted, and the wall time is projected "+
 			"linearly from the deletion rate (`%s_completed` = 0 says so).\n\n",
-		n, n, s.opts.gcWorkers, create.Round(time.Second), 2*n, s.opts.gcCap, key)+
+		n, n, s.opts.gcWorkers, create.Round(time.Second), len(vmiJSON), len(secretJSON), 2*n, s.opts.gcCap, key)+
 		bench.Table([]string{"figure", "value"}, figures)+
 		fmt.Sprintf("\nWhere the time goes: gc lists our Secrets and VMIs as metadata only (pages of %d), then %d workers delete each expired "+
 			"VMI and its Secret, one request per object, through a client limited to %d requests/s (burst %d), which is above what this "+
@@ -285,6 +301,40 @@ func createPair(ctx context.Context, kc kubernetes.Interface, vc kubevirt.Interf
 		return fmt.Errorf("create secret %s/%s: %w", ns, sec.Name, err)
 	}
 	return nil
+}
+
+// gcDryRun runs `gc --dry-run` over the n objects of ns and checks it
+// would delete exactly the expired half; it returns the wall time and the
+// CPU used meanwhile.
+func (s *suite) gcDryRun(ctx context.Context, kubeconfig, ns string, n int) (time.Duration, cpuUse, error) {
+	cpu0, err := controlPlaneCPU(ctx)
+	if err != nil {
+		return 0, cpuUse{}, err
+	}
+	cmd := exec.CommandContext(ctx, s.bed.Core, "gc", "--dry-run", "--kubeconfig", kubeconfig, "--namespace", ns, "-o", "json")
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	r, err := measureProcess(cmd, &stderr, false)
+	if err != nil {
+		return 0, cpuUse{}, err
+	}
+	cpu1, err := controlPlaneCPU(ctx)
+	if err != nil {
+		return 0, cpuUse{}, err
+	}
+	cpu := cpu1.sub(cpu0)
+	cpu.core = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	var rep gcReport
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		return 0, cpu, fmt.Errorf("gc --dry-run -o json output: %w\n%s", err, tail(stdout.String(), 1000))
+	}
+	if rep.ScannedVMIs != n || rep.ScannedSecrets != n || len(rep.Items) != n {
+		return 0, cpu, fmt.Errorf("gc --dry-run scanned %d VMIs and %d Secrets and would delete %d objects, want %d, %d and %d",
+			rep.ScannedVMIs, rep.ScannedSecrets, len(rep.Items), n, n, n)
+	}
+	logf("gc: dry run over %d objects in %s", 2*n, r.elapsed.Round(time.Millisecond))
+	return r.elapsed, cpu, nil
 }
 
 // perDeletion is d in milliseconds per successful DELETE in c.
