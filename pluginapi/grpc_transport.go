@@ -281,10 +281,6 @@ func (w *outputWriter) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
 // ---------------------------------------------------------------- client side
 
 // transportClient implements TransportPlugin over gRPC.
