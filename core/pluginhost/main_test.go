@@ -55,7 +55,7 @@ var (
 
 // testBins returns the test plugin binaries by variant key
 // (testplugins.Standard).
-func testBins(t *testing.T) map[string]string {
+func testBins(t testing.TB) map[string]string {
 	t.Helper()
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "pluginhost-bins-")
@@ -74,7 +74,7 @@ func testBins(t *testing.T) map[string]string {
 
 // install copies the test plugin variant key into dir as
 // gitlab-runner-kubevirt-plugin-<suffix> and returns its path.
-func install(t *testing.T, dir, key, suffix string) string {
+func install(t testing.TB, dir, key, suffix string) string {
 	t.Helper()
 	src, ok := testBins(t)[key]
 	if !ok {
@@ -85,7 +85,7 @@ func install(t *testing.T, dir, key, suffix string) string {
 	return dst
 }
 
-func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
+func copyFile(t testing.TB, src, dst string, mode os.FileMode) {
 	t.Helper()
 	in, err := os.Open(src)
 	if err != nil {
@@ -156,7 +156,7 @@ func (b *syncBuffer) String() string {
 
 // newHost returns a host for dir whose log is returned too; it is closed
 // when the test ends.
-func newHost(t *testing.T, dir string, timeout time.Duration) (*Host, *syncBuffer) {
+func newHost(t testing.TB, dir string, timeout time.Duration) (*Host, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
 	h, err := New(Options{
@@ -172,7 +172,7 @@ func newHost(t *testing.T, dir string, timeout time.Duration) (*Host, *syncBuffe
 }
 
 // lockDir writes plugins.lock for every plugin in dir, as `plugins lock`.
-func lockDir(t *testing.T, h *Host) *Lock {
+func lockDir(t testing.TB, h *Host) *Lock {
 	t.Helper()
 	l, _, err := h.BuildLock(context.Background(), false)
 	if err != nil {
