@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/plugintest"
 )
 
 // sessionWait bounds every wait for a session plugin to end: a guard
@@ -35,23 +36,12 @@ func launchDetachable(t *testing.T, env ...string) *pluginapi.Plugin {
 	return p
 }
 
-// gone reports whether pid has ended (no such process, or a zombie).
-func gone(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z'
-}
-
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(sessionWait)
-	for !gone(pid) {
+	for err := plugintest.CheckExited(pid); err != nil; err = plugintest.CheckExited(pid) {
 		if time.Now().After(deadline) {
-			t.Fatalf("session plugin pid %d still runs after %s", pid, sessionWait)
+			t.Fatalf("session plugin still runs after %s: %v", sessionWait, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -112,7 +102,7 @@ func TestSessionSurvivesParent(t *testing.T) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatal(err)
 	}
-	if gone(st.Pid) {
+	if plugintest.CheckExited(st.Pid) == nil {
 		t.Fatalf("the detached plugin (pid %d) died with its parent", st.Pid)
 	}
 	if filepath.Dir(st.Addr) != dir {
@@ -135,7 +125,7 @@ func TestSessionSurvivesParent(t *testing.T) {
 	}
 	// Close only disconnects: the session survives it.
 	p.Close()
-	if gone(st.Pid) {
+	if plugintest.CheckExited(st.Pid) == nil {
 		t.Fatal("Close of a reattached plugin ended it")
 	}
 	if err := pluginapi.StopSession(t.Context(), &st, pluginapi.ReattachOptions{}); err != nil {
@@ -203,7 +193,7 @@ func TestSessionEndsByItself(t *testing.T) {
 				// Alive while the file exists: still running after
 				// a few watchdog rounds.
 				time.Sleep(3 * time.Second)
-				if gone(st.Pid) {
+				if plugintest.CheckExited(st.Pid) == nil {
 					t.Fatal("the session ended while its target was there")
 				}
 				if err := os.Remove(aliveFile); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/session"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/plugintest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 )
@@ -95,23 +96,12 @@ func (p *sessionProbe) accepted() int {
 	return strings.Count(p.sshdLog, "Accepted publickey")
 }
 
-// processGone reports whether pid no longer runs (gone or a zombie).
-func processGone(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z'
-}
-
 func waitGone(t *testing.T, pid int, what string) {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
-	for !processGone(pid) {
+	for err := plugintest.CheckExited(pid); err != nil; err = plugintest.CheckExited(pid) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: session plugin pid %d still runs after %s", what, pid, waitLimit)
+			t.Fatalf("%s: session plugin still runs after %s: %v", what, waitLimit, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -224,7 +214,7 @@ func TestSessionFallback(t *testing.T) {
 			if err := syscall.Kill(p.state.Pid, syscall.SIGKILL); err != nil {
 				t.Errorf("kill session plugin: %v", err)
 			}
-			for !processGone(p.state.Pid) {
+			for plugintest.CheckExited(p.state.Pid) != nil {
 				time.Sleep(10 * time.Millisecond)
 			}
 		}},
@@ -287,7 +277,7 @@ func TestSessionEndsWithoutCleanup(t *testing.T) {
 	if p.state == nil {
 		t.Fatal("prepare kept no session")
 	}
-	if processGone(p.state.Pid) {
+	if plugintest.CheckExited(p.state.Pid) == nil {
 		t.Fatal("the session plugin ended before gc removed the VM")
 	}
 	time.Sleep(1100 * time.Millisecond) // --max-age counts whole seconds
