@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -23,7 +20,6 @@ import (
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/session"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/stages"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
-	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
 
 // Defaults of prepare's flags.
@@ -384,8 +380,6 @@ func flagError(_ *cobra.Command, err error) error {
 type hostPlugins struct {
 	g    *globalOptions
 	host *pluginhost.Host
-	// detachable are the plugins TransportProcess launched itself.
-	detachable []*pluginapi.Plugin
 }
 
 // openPlugins returns the stage's plugin source: plugins are started on
@@ -450,52 +444,27 @@ func (h *hostPlugins) Transport(ctx context.Context, name string) (pluginapi.Tra
 	return p.Transport()
 }
 
-// TransportProcess starts the transport plugin called name detachable
-// (see pluginapi.LaunchOptions.Detachable) and returns its process handle
-// too, so prepare can keep it as the job's session
-// (stages.SessionPlugins). It checks the binary against plugins.lock like
-// the plugin host does, and the plugin's GetInfo against the lock entry.
+// TransportProcess starts the transport plugin called name detachable,
+// with its unix socket in socketDir (pluginhost.Host.OpenDetachable: the
+// same lock, checksum and GetInfo checks as every other plugin), and
+// returns its process handle too, so prepare can keep it as the job's
+// session (stages.SessionPlugins). Until prepare detaches it, Close ends
+// it like any other plugin.
 func (h *hostPlugins) TransportProcess(ctx context.Context, name, socketDir string) (*pluginapi.Plugin, pluginapi.TransportPlugin, error) {
 	host, err := h.get()
 	if err != nil {
 		return nil, nil, err
 	}
-	lock, err := pluginhost.ReadLock(host.Dir())
-	if err != nil {
-		return nil, nil, err
-	}
-	e, err := lock.ByName(h.g.logger(), pluginhost.KindTransport, name)
-	if err != nil {
-		return nil, nil, fmt.Errorf("plugin directory %s: %w", host.Dir(), err)
-	}
-	path := filepath.Join(host.Dir(), e.File)
-	sum, err := hex.DecodeString(e.SHA256)
-	if err != nil {
-		return nil, nil, fmt.Errorf("plugins.lock entry %s: sha256 %q: %w", e.Name, e.SHA256, err)
-	}
-	p, err := pluginapi.Launch(ctx, pluginapi.LaunchOptions{
-		Path: path, SHA256: sum, Logger: h.g.logger(), StartTimeout: host.StartTimeout(),
-		Env: host.Env(), Detachable: true, SocketDir: socketDir,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	h.detachable = append(h.detachable, p)
-	info, err := p.Info()
-	if err == nil {
-		var pi *pluginv1.PluginInfo
-		if pi, err = info.GetInfo(ctx); err == nil && (pi.GetName() != e.Name || pi.GetKind() != pluginv1.Kind_KIND_TRANSPORT) {
-			err = fmt.Errorf("plugin %s reports name %q kind %s; plugins.lock says transport plugin %q", path, pi.GetName(), pi.GetKind(), e.Name)
-		}
-	}
+	p, err := host.OpenDetachable(ctx, pluginhost.KindTransport, name, socketDir)
 	if err != nil {
 		return nil, nil, err
 	}
 	t, err := p.Transport()
 	if err != nil {
+		p.Close()
 		return nil, nil, err
 	}
-	return p, t, nil
+	return p.Plugin, t, nil
 }
 
 // registerSessionFlag adds --session, shared by prepare and run.
@@ -503,11 +472,9 @@ func registerSessionFlag(cmd *cobra.Command, v *bool) {
 	cmd.Flags().BoolVar(v, "session", true, "keep the transport plugin and its connection to the VM running from prepare to cleanup, so run stages reuse it (false: every stage starts its own)")
 }
 
-// Close ends every plugin started.
+// Close ends every plugin started, except a detached session, which it
+// only disconnects from.
 func (h *hostPlugins) Close() {
-	for _, p := range h.detachable {
-		p.Close()
-	}
 	if h.host != nil {
 		h.host.Close()
 	}

@@ -106,7 +106,9 @@ func (h *Host) Env() []string {
 }
 
 // Close ends every plugin the host started and still tracks, and makes
-// later Open and Probe calls fail with ErrClosed. It is safe to call more
+// later Open and Probe calls fail with ErrClosed. A plugin that was
+// detached (see [Host.OpenDetachable]) is not ended: Close only drops the
+// connection to it. It is safe to call more
 // than once and from any goroutine, e.g. from a signal handler or
 // context.AfterFunc(ctx, h.Close); it returns once the plugins are reaped.
 func (h *Host) Close() {
@@ -133,8 +135,17 @@ func (h *Host) Running() int {
 	return len(h.started)
 }
 
+// startMode is how a plugin process is started beyond its binary and
+// digest.
+type startMode struct {
+	// detachable and socketDir are pluginapi.LaunchOptions.Detachable and
+	// SocketDir.
+	detachable bool
+	socketDir  string
+}
+
 // launch starts the binary at path pinned to sha256Hex and tracks it.
-func (h *Host) launch(ctx context.Context, path, sha256Hex string) (*pluginapi.Plugin, error) {
+func (h *Host) launch(ctx context.Context, path, sha256Hex string, mode startMode) (*pluginapi.Plugin, error) {
 	sum, err := hex.DecodeString(sha256Hex)
 	if err != nil {
 		return nil, fmt.Errorf("launch plugin %s: sha256 %q: %w", path, sha256Hex, err)
@@ -148,6 +159,8 @@ func (h *Host) launch(ctx context.Context, path, sha256Hex string) (*pluginapi.P
 		Logger:       h.log,
 		StartTimeout: h.startTimeout,
 		Env:          h.Env(),
+		Detachable:   mode.detachable,
+		SocketDir:    mode.socketDir,
 	})
 	if err != nil {
 		return nil, classifyLaunch(path, err, h.startTimeout)
@@ -196,6 +209,11 @@ func (h *Host) release(p *pluginapi.Plugin) {
 // The plugin stays tracked by h until its Close or h.Close. Errors are
 // *Error values saying what to do.
 func (h *Host) Open(ctx context.Context, e Entry) (*Plugin, error) {
+	return h.open(ctx, e, startMode{})
+}
+
+// open is Open with the process started as mode says.
+func (h *Host) open(ctx context.Context, e Entry, mode startMode) (*Plugin, error) {
 	if err := e.Validate(); err != nil {
 		return nil, fmt.Errorf("open plugin %s: invalid lock entry: %w", e.File, err)
 	}
@@ -203,7 +221,7 @@ func (h *Host) Open(ctx context.Context, e Entry) (*Plugin, error) {
 	if err := checkLockedFile(path); err != nil {
 		return nil, err
 	}
-	p, err := h.launch(ctx, path, e.SHA256)
+	p, err := h.launch(ctx, path, e.SHA256, mode)
 	if err != nil {
 		return nil, mismatchDetail(path, e.SHA256, err)
 	}
@@ -216,7 +234,7 @@ func (h *Host) Open(ctx context.Context, e Entry) (*Plugin, error) {
 		h.release(p)
 		return nil, err
 	}
-	h.log.Debug("plugin started", "plugin", e.Name, "version", e.Version, "file", path, "api", p.APIVersion(), "pid", p.Pid())
+	h.log.Debug("plugin started", "plugin", e.Name, "version", e.Version, "file", path, "api", p.APIVersion(), "pid", p.Pid(), "detachable", mode.detachable)
 	return &Plugin{Plugin: p, host: h, entry: e, info: info}, nil
 }
 
@@ -263,6 +281,55 @@ func (h *Host) OpenByName(ctx context.Context, kind Kind, name string) (*Plugin,
 		return nil, fmt.Errorf("plugin directory %s: %w", h.dir, err)
 	}
 	return h.Open(ctx, e)
+}
+
+// OpenDetachable is [Host.OpenByName] for a plugin that may become a
+// session: it starts the plugin with pluginapi.LaunchOptions.Detachable
+// and its unix socket in socketDir (an existing directory, given as an
+// absolute path; a session keeps it in a 0700 directory of the job), with
+// every check and error of [Host.Open].
+//
+// The plugin is tracked like any other. Until it is detached
+// ([pluginapi.Plugin.Detach], promoted on *Plugin), its Close and h.Close
+// end it, so a stage that fails before keeping its session leaves nothing
+// running. Once detached, they only drop this process's connection and the
+// plugin runs on until it is stopped ([pluginapi.StopSession]) or its own
+// idle timeout or lifetime ends it.
+func (h *Host) OpenDetachable(ctx context.Context, kind Kind, name, socketDir string) (*Plugin, error) {
+	if err := checkSocketDir(socketDir); err != nil {
+		return nil, fmt.Errorf("open plugin %s detachable: %w", name, err)
+	}
+	l, err := ReadLock(h.dir)
+	if err != nil {
+		return nil, err
+	}
+	e, err := l.ByName(h.log, kind, name)
+	if err != nil {
+		return nil, fmt.Errorf("plugin directory %s: %w", h.dir, err)
+	}
+	return h.open(ctx, e, startMode{detachable: true, socketDir: socketDir})
+}
+
+// checkSocketDir refuses a socket directory that is not an absolute path
+// to an existing directory.
+func checkSocketDir(dir string) error {
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("socket dir %q: must be an absolute path", dir)
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("socket dir %q: must be an existing directory: it does not exist", dir)
+	case err != nil:
+		return fmt.Errorf("socket dir %q: must be an existing directory: %w", dir, err)
+	case !fi.IsDir():
+		what := "regular file"
+		if !fi.Mode().IsRegular() {
+			what = fileType(fi.Mode())
+		}
+		return fmt.Errorf("socket dir %q: must be an existing directory: it is a %s", dir, what)
+	}
+	return nil
 }
 
 // OpenForShell reads the lock, selects the OS plugin serving shell (see
@@ -350,7 +417,7 @@ func (h *Host) Probe(ctx context.Context, c Candidate) (ProbeResult, error) {
 		return res, &Error{Status: StatusNotRegular, File: c.Path, Err: err}
 	}
 	res.SHA256 = sum
-	p, err := h.launch(ctx, c.Path, sum)
+	p, err := h.launch(ctx, c.Path, sum, startMode{})
 	if err != nil {
 		return res, err
 	}

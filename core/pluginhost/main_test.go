@@ -37,6 +37,16 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv(helperEnv) == "detach" {
+		// Be a prepare stage: open the locked plugin named by
+		// PLUGINHOST_TEST_PLUGIN detachable, detach it, print its
+		// session state and end without stopping it.
+		if err := detachHelper(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)

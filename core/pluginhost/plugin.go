@@ -28,7 +28,9 @@ func (p *Plugin) Entry() Entry { return p.entry }
 // PluginInfo returns the plugin's GetInfo answer.
 func (p *Plugin) PluginInfo() *pluginv1.PluginInfo { return p.info }
 
-// Close ends the plugin and stops tracking it. Safe to call more than once.
+// Close ends the plugin and stops tracking it; a detached plugin (see
+// [Host.OpenDetachable]) is not ended, only disconnected. Safe to call
+// more than once.
 func (p *Plugin) Close() { p.host.release(p.Plugin) }
 
 // Info returns the plugin's Info service.
