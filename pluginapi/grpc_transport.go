@@ -70,10 +70,14 @@ func sendChunks(p []byte, send func([]byte) error) (int, error) {
 type transportGRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	impl TransportPlugin // nil on the client side
+	// out is the direct output side channel of a served plugin; nil
+	// (in-process harnesses, the client side) answers OutputChannel with
+	// Unimplemented.
+	out *directOutput
 }
 
 func (p *transportGRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pluginv1.RegisterTransportServer(s, &transportServer{impl: p.impl})
+	pluginv1.RegisterTransportServer(s, &transportServer{impl: p.impl, out: p.out})
 	return nil
 }
 
@@ -86,6 +90,18 @@ func (p *transportGRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker
 type transportServer struct {
 	pluginv1.UnimplementedTransportServer
 	impl TransportPlugin
+	out  *directOutput // nil: no direct output
+}
+
+func (s *transportServer) OutputChannel(context.Context, *pluginv1.OutputChannelRequest) (*pluginv1.OutputChannelResponse, error) {
+	if s.out == nil {
+		return nil, status.Error(codes.Unimplemented, "output channel: this plugin streams output over gRPC only")
+	}
+	path, err := s.out.channel()
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return &pluginv1.OutputChannelResponse{Path: path}, nil
 }
 
 func (s *transportServer) WaitReady(ctx context.Context, req *pluginv1.WaitReadyRequest) (*pluginv1.WaitReadyResponse, error) {
@@ -124,6 +140,28 @@ func (s *transportServer) Exec(stream pluginv1.Transport_ExecServer) error {
 	}
 	ctx := stream.Context()
 	out := &lockedSender{send: stream.Send}
+	var stdout, stderr io.Writer = out.writer(func(b []byte) *pluginv1.ExecOutput {
+		return &pluginv1.ExecOutput{Output: &pluginv1.ExecOutput_Stdout{Stdout: b}}
+	}), out.writer(func(b []byte) *pluginv1.ExecOutput {
+		return &pluginv1.ExecOutput{Output: &pluginv1.ExecOutput_Stderr{Stderr: b}}
+	})
+	if token := start.GetOutputToken(); len(token) > 0 {
+		if s.out == nil {
+			return status.Error(codes.FailedPrecondition, "exec start output_token: set, but this plugin has no output channel")
+		}
+		dout, derr, err := s.out.take(token)
+		if err != nil {
+			return err
+		}
+		// Closed before the exit is sent (below), and on every other path.
+		defer dout.close()
+		defer derr.close()
+		stdout, stderr = dout, derr
+		// The implementation has no use for the token: keep it out of
+		// anything it might log.
+		start = proto.CloneOf(start)
+		start.OutputToken = nil
+	}
 	stdinR, stdinW := io.Pipe()
 	// Unblock the input pump if the implementation stops reading stdin.
 	defer func() { _ = stdinR.Close() }()
@@ -133,15 +171,20 @@ func (s *transportServer) Exec(stream pluginv1.Transport_ExecServer) error {
 	go pumpExecInput(stream, stdinW, signals, done)
 
 	exit, err := s.impl.Exec(ctx, start, ExecIO{
-		Stdin: stdinR,
-		Stdout: out.writer(func(b []byte) *pluginv1.ExecOutput {
-			return &pluginv1.ExecOutput{Output: &pluginv1.ExecOutput_Stdout{Stdout: b}}
-		}),
-		Stderr: out.writer(func(b []byte) *pluginv1.ExecOutput {
-			return &pluginv1.ExecOutput{Output: &pluginv1.ExecOutput_Stderr{Stderr: b}}
-		}),
+		Stdin:   stdinR,
+		Stdout:  stdout,
+		Stderr:  stderr,
 		Signals: signals,
 	})
+	// Direct output: every write is done and the plugin's copies of the
+	// core's descriptors are closed before the exit leaves, so the core
+	// never returns before its output is complete.
+	if d, ok := stdout.(*directWriter); ok {
+		d.close()
+	}
+	if d, ok := stderr.(*directWriter); ok {
+		d.close()
+	}
 	if err != nil {
 		return err
 	}
@@ -287,6 +330,52 @@ func (w *outputWriter) ReadFrom(r io.Reader) (int64, error) {
 type transportClient struct {
 	infoClient
 	rpc pluginv1.TransportClient
+
+	// outMu guards the plugin's direct output channel, asked for once.
+	outMu    sync.Mutex
+	outAsked bool
+	outPath  string // "" when the plugin has none
+}
+
+// outputChannel returns the plugin's direct output channel, or "" if it
+// has none (an older plugin answers Unimplemented) or the question failed.
+func (c *transportClient) outputChannel(ctx context.Context) string {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if !c.outAsked {
+		resp, err := c.rpc.OutputChannel(ctx, &pluginv1.OutputChannelRequest{})
+		if err != nil && ctx.Err() != nil {
+			// Cancelled: ask again next time.
+			return ""
+		}
+		c.outAsked = true
+		c.outPath = resp.GetPath()
+	}
+	return c.outPath
+}
+
+// directStart returns start with a token under which stdio's files were
+// handed to the plugin, or start itself when output goes over the stream
+// (stdio not files, no output channel, or any error setting it up).
+func (c *transportClient) directStart(ctx context.Context, start *pluginv1.ExecStart, stdio ExecIO) (*pluginv1.ExecStart, bool) {
+	stdout, stderr, ok := directFiles(stdio)
+	if !ok {
+		return start, false
+	}
+	path := c.outputChannel(ctx)
+	if path == "" {
+		return start, false
+	}
+	token, err := newOutputToken()
+	if err != nil {
+		return start, false
+	}
+	if err := sendOutputFiles(ctx, path, token, stdout, stderr); err != nil {
+		return start, false
+	}
+	direct := proto.CloneOf(start)
+	direct.OutputToken = token
+	return direct, true
 }
 
 func (c *transportClient) WaitReady(ctx context.Context, target *pluginv1.Target) (uint32, error) {
@@ -303,8 +392,12 @@ func (c *transportClient) ValidateTarget(ctx context.Context, target *pluginv1.T
 }
 
 func (c *transportClient) Exec(ctx context.Context, start *pluginv1.ExecStart, stdio ExecIO) (*pluginv1.ExecExit, error) {
+	if len(start.GetOutputToken()) > 0 {
+		return nil, InvalidInput("exec start output_token", "(set)", "is set by pluginapi's client only; leave it empty")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	start, _ = c.directStart(ctx, start, stdio)
 	stream, err := c.rpc.Exec(ctx, grpc.ForceCodecV2(&execOutputCodec{}))
 	if err != nil {
 		return nil, err

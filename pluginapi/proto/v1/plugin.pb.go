@@ -1060,7 +1060,14 @@ type ExecStart struct {
 	// Environment variables for the command.
 	Env map[string]string `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Working directory; empty means the login directory.
-	Workdir       string `protobuf:"bytes,4,opt,name=workdir,proto3" json:"workdir,omitempty"`
+	Workdir string `protobuf:"bytes,4,opt,name=workdir,proto3" json:"workdir,omitempty"`
+	// Set by pluginapi's client, never by callers: the token under which the
+	// core passed its stdout and stderr file descriptors over the plugin's
+	// output channel (see OutputChannel). The plugin then writes the
+	// command's output straight into them and the stream carries no output
+	// chunks. An unknown, expired or reused token fails the call; empty
+	// means output chunks on the stream.
+	OutputToken   []byte `protobuf:"bytes,5,opt,name=output_token,json=outputToken,proto3" json:"output_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1121,6 +1128,13 @@ func (x *ExecStart) GetWorkdir() string {
 		return x.Workdir
 	}
 	return ""
+}
+
+func (x *ExecStart) GetOutputToken() []byte {
+	if x != nil {
+		return x.OutputToken
+	}
+	return nil
 }
 
 // ExecSignal asks the transport to deliver a signal ("TERM", "INT", "KILL")
@@ -1459,6 +1473,91 @@ func (*ExecOutput_Stderr) isExecOutput_Output() {}
 
 func (*ExecOutput_Exit) isExecOutput_Output() {}
 
+type OutputChannelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutputChannelRequest) Reset() {
+	*x = OutputChannelRequest{}
+	mi := &file_plugin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutputChannelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutputChannelRequest) ProtoMessage() {}
+
+func (x *OutputChannelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutputChannelRequest.ProtoReflect.Descriptor instead.
+func (*OutputChannelRequest) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{18}
+}
+
+type OutputChannelResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Absolute path of a unix socket in a 0700 directory of the plugin. A
+	// client connects, sends a 16-byte random token with exactly two file
+	// descriptors (stdout, stderr) in one SCM_RIGHTS message, waits for a
+	// one-byte acknowledgement (0), and starts an Exec with that token within
+	// a few seconds. Empty: the plugin has no output channel.
+	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutputChannelResponse) Reset() {
+	*x = OutputChannelResponse{}
+	mi := &file_plugin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutputChannelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutputChannelResponse) ProtoMessage() {}
+
+func (x *OutputChannelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutputChannelResponse.ProtoReflect.Descriptor instead.
+func (*OutputChannelResponse) Descriptor() ([]byte, []int) {
+	return file_plugin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *OutputChannelResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
 type UploadHeader struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Target *Target                `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
@@ -1476,7 +1575,7 @@ type UploadHeader struct {
 
 func (x *UploadHeader) Reset() {
 	*x = UploadHeader{}
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1587,7 @@ func (x *UploadHeader) String() string {
 func (*UploadHeader) ProtoMessage() {}
 
 func (x *UploadHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[18]
+	mi := &file_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1600,7 @@ func (x *UploadHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadHeader.ProtoReflect.Descriptor instead.
 func (*UploadHeader) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{18}
+	return file_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UploadHeader) GetTarget() *Target {
@@ -1553,7 +1652,7 @@ type UploadChunk struct {
 
 func (x *UploadChunk) Reset() {
 	*x = UploadChunk{}
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1565,7 +1664,7 @@ func (x *UploadChunk) String() string {
 func (*UploadChunk) ProtoMessage() {}
 
 func (x *UploadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[19]
+	mi := &file_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1578,7 +1677,7 @@ func (x *UploadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadChunk.ProtoReflect.Descriptor instead.
 func (*UploadChunk) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{19}
+	return file_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UploadChunk) GetChunk() isUploadChunk_Chunk {
@@ -1632,7 +1731,7 @@ type UploadResponse struct {
 
 func (x *UploadResponse) Reset() {
 	*x = UploadResponse{}
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1743,7 @@ func (x *UploadResponse) String() string {
 func (*UploadResponse) ProtoMessage() {}
 
 func (x *UploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[20]
+	mi := &file_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1756,7 @@ func (x *UploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadResponse.ProtoReflect.Descriptor instead.
 func (*UploadResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{20}
+	return file_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UploadResponse) GetSize() int64 {
@@ -1690,7 +1789,7 @@ type DetachRequest struct {
 
 func (x *DetachRequest) Reset() {
 	*x = DetachRequest{}
-	mi := &file_plugin_proto_msgTypes[21]
+	mi := &file_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1801,7 @@ func (x *DetachRequest) String() string {
 func (*DetachRequest) ProtoMessage() {}
 
 func (x *DetachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[21]
+	mi := &file_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1814,7 @@ func (x *DetachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetachRequest.ProtoReflect.Descriptor instead.
 func (*DetachRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{21}
+	return file_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DetachRequest) GetIdleTimeoutMs() int64 {
@@ -1742,7 +1841,7 @@ type DetachResponse struct {
 
 func (x *DetachResponse) Reset() {
 	*x = DetachResponse{}
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1754,7 +1853,7 @@ func (x *DetachResponse) String() string {
 func (*DetachResponse) ProtoMessage() {}
 
 func (x *DetachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_proto_msgTypes[22]
+	mi := &file_plugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1767,7 +1866,7 @@ func (x *DetachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetachResponse.ProtoReflect.Descriptor instead.
 func (*DetachResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_proto_rawDescGZIP(), []int{22}
+	return file_plugin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DetachResponse) GetPid() int64 {
@@ -1856,12 +1955,13 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06target\x18\x01 \x01(\v2&.gitlabrunnerkubevirt.plugin.v1.TargetR\x06target\"\x18\n" +
 	"\x16ValidateTargetResponse\"/\n" +
 	"\x11WaitReadyResponse\x12\x1a\n" +
-	"\battempts\x18\x01 \x01(\rR\battempts\"\xfd\x01\n" +
+	"\battempts\x18\x01 \x01(\rR\battempts\"\xa0\x02\n" +
 	"\tExecStart\x12>\n" +
 	"\x06target\x18\x01 \x01(\v2&.gitlabrunnerkubevirt.plugin.v1.TargetR\x06target\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12D\n" +
 	"\x03env\x18\x03 \x03(\v22.gitlabrunnerkubevirt.plugin.v1.ExecStart.EnvEntryR\x03env\x12\x18\n" +
-	"\aworkdir\x18\x04 \x01(\tR\aworkdir\x1a6\n" +
+	"\aworkdir\x18\x04 \x01(\tR\aworkdir\x12!\n" +
+	"\foutput_token\x18\x05 \x01(\fR\voutputToken\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\" \n" +
@@ -1885,7 +1985,10 @@ const file_plugin_proto_rawDesc = "" +
 	"\x06stdout\x18\x01 \x01(\fH\x00R\x06stdout\x12\x18\n" +
 	"\x06stderr\x18\x02 \x01(\fH\x00R\x06stderr\x12>\n" +
 	"\x04exit\x18\x03 \x01(\v2(.gitlabrunnerkubevirt.plugin.v1.ExecExitH\x00R\x04exitB\b\n" +
-	"\x06output\"\xa2\x01\n" +
+	"\x06output\"\x16\n" +
+	"\x14OutputChannelRequest\"+\n" +
+	"\x15OutputChannelResponse\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"\xa2\x01\n" +
 	"\fUploadHeader\x12>\n" +
 	"\x06target\x18\x01 \x01(\v2&.gitlabrunnerkubevirt.plugin.v1.TargetR\x06target\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
@@ -1917,12 +2020,13 @@ const file_plugin_proto_rawDesc = "" +
 	"\aGetInfo\x12..gitlabrunnerkubevirt.plugin.v1.GetInfoRequest\x1a*.gitlabrunnerkubevirt.plugin.v1.PluginInfo\x12g\n" +
 	"\x06Health\x12-.gitlabrunnerkubevirt.plugin.v1.HealthRequest\x1a..gitlabrunnerkubevirt.plugin.v1.HealthResponse2m\n" +
 	"\x02OS\x12g\n" +
-	"\x06Render\x12-.gitlabrunnerkubevirt.plugin.v1.RenderRequest\x1a..gitlabrunnerkubevirt.plugin.v1.RenderResponse2\xca\x03\n" +
+	"\x06Render\x12-.gitlabrunnerkubevirt.plugin.v1.RenderRequest\x1a..gitlabrunnerkubevirt.plugin.v1.RenderResponse2\xc8\x04\n" +
 	"\tTransport\x12\x7f\n" +
 	"\x0eValidateTarget\x125.gitlabrunnerkubevirt.plugin.v1.ValidateTargetRequest\x1a6.gitlabrunnerkubevirt.plugin.v1.ValidateTargetResponse\x12p\n" +
 	"\tWaitReady\x120.gitlabrunnerkubevirt.plugin.v1.WaitReadyRequest\x1a1.gitlabrunnerkubevirt.plugin.v1.WaitReadyResponse\x12a\n" +
 	"\x04Exec\x12).gitlabrunnerkubevirt.plugin.v1.ExecInput\x1a*.gitlabrunnerkubevirt.plugin.v1.ExecOutput(\x010\x01\x12g\n" +
-	"\x06Upload\x12+.gitlabrunnerkubevirt.plugin.v1.UploadChunk\x1a..gitlabrunnerkubevirt.plugin.v1.UploadResponse(\x012r\n" +
+	"\x06Upload\x12+.gitlabrunnerkubevirt.plugin.v1.UploadChunk\x1a..gitlabrunnerkubevirt.plugin.v1.UploadResponse(\x01\x12|\n" +
+	"\rOutputChannel\x124.gitlabrunnerkubevirt.plugin.v1.OutputChannelRequest\x1a5.gitlabrunnerkubevirt.plugin.v1.OutputChannelResponse2r\n" +
 	"\aSession\x12g\n" +
 	"\x06Detach\x12-.gitlabrunnerkubevirt.plugin.v1.DetachRequest\x1a..gitlabrunnerkubevirt.plugin.v1.DetachResponseBVZTgithub.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1;pluginv1b\x06proto3"
 
@@ -1939,7 +2043,7 @@ func file_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_plugin_proto_goTypes = []any{
 	(Kind)(0),                      // 0: gitlabrunnerkubevirt.plugin.v1.Kind
 	(Datasource)(0),                // 1: gitlabrunnerkubevirt.plugin.v1.Datasource
@@ -1962,50 +2066,54 @@ var file_plugin_proto_goTypes = []any{
 	(*ExecInput)(nil),              // 18: gitlabrunnerkubevirt.plugin.v1.ExecInput
 	(*ExecExit)(nil),               // 19: gitlabrunnerkubevirt.plugin.v1.ExecExit
 	(*ExecOutput)(nil),             // 20: gitlabrunnerkubevirt.plugin.v1.ExecOutput
-	(*UploadHeader)(nil),           // 21: gitlabrunnerkubevirt.plugin.v1.UploadHeader
-	(*UploadChunk)(nil),            // 22: gitlabrunnerkubevirt.plugin.v1.UploadChunk
-	(*UploadResponse)(nil),         // 23: gitlabrunnerkubevirt.plugin.v1.UploadResponse
-	(*DetachRequest)(nil),          // 24: gitlabrunnerkubevirt.plugin.v1.DetachRequest
-	(*DetachResponse)(nil),         // 25: gitlabrunnerkubevirt.plugin.v1.DetachResponse
-	nil,                            // 26: gitlabrunnerkubevirt.plugin.v1.RenderRequest.OptionsEntry
-	nil,                            // 27: gitlabrunnerkubevirt.plugin.v1.Target.OptionsEntry
-	nil,                            // 28: gitlabrunnerkubevirt.plugin.v1.ExecStart.EnvEntry
+	(*OutputChannelRequest)(nil),   // 21: gitlabrunnerkubevirt.plugin.v1.OutputChannelRequest
+	(*OutputChannelResponse)(nil),  // 22: gitlabrunnerkubevirt.plugin.v1.OutputChannelResponse
+	(*UploadHeader)(nil),           // 23: gitlabrunnerkubevirt.plugin.v1.UploadHeader
+	(*UploadChunk)(nil),            // 24: gitlabrunnerkubevirt.plugin.v1.UploadChunk
+	(*UploadResponse)(nil),         // 25: gitlabrunnerkubevirt.plugin.v1.UploadResponse
+	(*DetachRequest)(nil),          // 26: gitlabrunnerkubevirt.plugin.v1.DetachRequest
+	(*DetachResponse)(nil),         // 27: gitlabrunnerkubevirt.plugin.v1.DetachResponse
+	nil,                            // 28: gitlabrunnerkubevirt.plugin.v1.RenderRequest.OptionsEntry
+	nil,                            // 29: gitlabrunnerkubevirt.plugin.v1.Target.OptionsEntry
+	nil,                            // 30: gitlabrunnerkubevirt.plugin.v1.ExecStart.EnvEntry
 }
 var file_plugin_proto_depIdxs = []int32{
 	0,  // 0: gitlabrunnerkubevirt.plugin.v1.PluginInfo.kind:type_name -> gitlabrunnerkubevirt.plugin.v1.Kind
 	2,  // 1: gitlabrunnerkubevirt.plugin.v1.HealthResponse.state:type_name -> gitlabrunnerkubevirt.plugin.v1.HealthResponse.State
 	7,  // 2: gitlabrunnerkubevirt.plugin.v1.RenderRequest.host_key:type_name -> gitlabrunnerkubevirt.plugin.v1.HostKey
-	26, // 3: gitlabrunnerkubevirt.plugin.v1.RenderRequest.options:type_name -> gitlabrunnerkubevirt.plugin.v1.RenderRequest.OptionsEntry
+	28, // 3: gitlabrunnerkubevirt.plugin.v1.RenderRequest.options:type_name -> gitlabrunnerkubevirt.plugin.v1.RenderRequest.OptionsEntry
 	1,  // 4: gitlabrunnerkubevirt.plugin.v1.RenderResponse.datasource:type_name -> gitlabrunnerkubevirt.plugin.v1.Datasource
 	9,  // 5: gitlabrunnerkubevirt.plugin.v1.RenderResponse.recipe:type_name -> gitlabrunnerkubevirt.plugin.v1.RunRecipe
-	27, // 6: gitlabrunnerkubevirt.plugin.v1.Target.options:type_name -> gitlabrunnerkubevirt.plugin.v1.Target.OptionsEntry
+	29, // 6: gitlabrunnerkubevirt.plugin.v1.Target.options:type_name -> gitlabrunnerkubevirt.plugin.v1.Target.OptionsEntry
 	11, // 7: gitlabrunnerkubevirt.plugin.v1.WaitReadyRequest.target:type_name -> gitlabrunnerkubevirt.plugin.v1.Target
 	11, // 8: gitlabrunnerkubevirt.plugin.v1.ValidateTargetRequest.target:type_name -> gitlabrunnerkubevirt.plugin.v1.Target
 	11, // 9: gitlabrunnerkubevirt.plugin.v1.ExecStart.target:type_name -> gitlabrunnerkubevirt.plugin.v1.Target
-	28, // 10: gitlabrunnerkubevirt.plugin.v1.ExecStart.env:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecStart.EnvEntry
+	30, // 10: gitlabrunnerkubevirt.plugin.v1.ExecStart.env:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecStart.EnvEntry
 	16, // 11: gitlabrunnerkubevirt.plugin.v1.ExecInput.start:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecStart
 	17, // 12: gitlabrunnerkubevirt.plugin.v1.ExecInput.signal:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecSignal
 	19, // 13: gitlabrunnerkubevirt.plugin.v1.ExecOutput.exit:type_name -> gitlabrunnerkubevirt.plugin.v1.ExecExit
 	11, // 14: gitlabrunnerkubevirt.plugin.v1.UploadHeader.target:type_name -> gitlabrunnerkubevirt.plugin.v1.Target
-	21, // 15: gitlabrunnerkubevirt.plugin.v1.UploadChunk.header:type_name -> gitlabrunnerkubevirt.plugin.v1.UploadHeader
+	23, // 15: gitlabrunnerkubevirt.plugin.v1.UploadChunk.header:type_name -> gitlabrunnerkubevirt.plugin.v1.UploadHeader
 	3,  // 16: gitlabrunnerkubevirt.plugin.v1.Info.GetInfo:input_type -> gitlabrunnerkubevirt.plugin.v1.GetInfoRequest
 	5,  // 17: gitlabrunnerkubevirt.plugin.v1.Info.Health:input_type -> gitlabrunnerkubevirt.plugin.v1.HealthRequest
 	8,  // 18: gitlabrunnerkubevirt.plugin.v1.OS.Render:input_type -> gitlabrunnerkubevirt.plugin.v1.RenderRequest
 	13, // 19: gitlabrunnerkubevirt.plugin.v1.Transport.ValidateTarget:input_type -> gitlabrunnerkubevirt.plugin.v1.ValidateTargetRequest
 	12, // 20: gitlabrunnerkubevirt.plugin.v1.Transport.WaitReady:input_type -> gitlabrunnerkubevirt.plugin.v1.WaitReadyRequest
 	18, // 21: gitlabrunnerkubevirt.plugin.v1.Transport.Exec:input_type -> gitlabrunnerkubevirt.plugin.v1.ExecInput
-	22, // 22: gitlabrunnerkubevirt.plugin.v1.Transport.Upload:input_type -> gitlabrunnerkubevirt.plugin.v1.UploadChunk
-	24, // 23: gitlabrunnerkubevirt.plugin.v1.Session.Detach:input_type -> gitlabrunnerkubevirt.plugin.v1.DetachRequest
-	4,  // 24: gitlabrunnerkubevirt.plugin.v1.Info.GetInfo:output_type -> gitlabrunnerkubevirt.plugin.v1.PluginInfo
-	6,  // 25: gitlabrunnerkubevirt.plugin.v1.Info.Health:output_type -> gitlabrunnerkubevirt.plugin.v1.HealthResponse
-	10, // 26: gitlabrunnerkubevirt.plugin.v1.OS.Render:output_type -> gitlabrunnerkubevirt.plugin.v1.RenderResponse
-	14, // 27: gitlabrunnerkubevirt.plugin.v1.Transport.ValidateTarget:output_type -> gitlabrunnerkubevirt.plugin.v1.ValidateTargetResponse
-	15, // 28: gitlabrunnerkubevirt.plugin.v1.Transport.WaitReady:output_type -> gitlabrunnerkubevirt.plugin.v1.WaitReadyResponse
-	20, // 29: gitlabrunnerkubevirt.plugin.v1.Transport.Exec:output_type -> gitlabrunnerkubevirt.plugin.v1.ExecOutput
-	23, // 30: gitlabrunnerkubevirt.plugin.v1.Transport.Upload:output_type -> gitlabrunnerkubevirt.plugin.v1.UploadResponse
-	25, // 31: gitlabrunnerkubevirt.plugin.v1.Session.Detach:output_type -> gitlabrunnerkubevirt.plugin.v1.DetachResponse
-	24, // [24:32] is the sub-list for method output_type
-	16, // [16:24] is the sub-list for method input_type
+	24, // 22: gitlabrunnerkubevirt.plugin.v1.Transport.Upload:input_type -> gitlabrunnerkubevirt.plugin.v1.UploadChunk
+	21, // 23: gitlabrunnerkubevirt.plugin.v1.Transport.OutputChannel:input_type -> gitlabrunnerkubevirt.plugin.v1.OutputChannelRequest
+	26, // 24: gitlabrunnerkubevirt.plugin.v1.Session.Detach:input_type -> gitlabrunnerkubevirt.plugin.v1.DetachRequest
+	4,  // 25: gitlabrunnerkubevirt.plugin.v1.Info.GetInfo:output_type -> gitlabrunnerkubevirt.plugin.v1.PluginInfo
+	6,  // 26: gitlabrunnerkubevirt.plugin.v1.Info.Health:output_type -> gitlabrunnerkubevirt.plugin.v1.HealthResponse
+	10, // 27: gitlabrunnerkubevirt.plugin.v1.OS.Render:output_type -> gitlabrunnerkubevirt.plugin.v1.RenderResponse
+	14, // 28: gitlabrunnerkubevirt.plugin.v1.Transport.ValidateTarget:output_type -> gitlabrunnerkubevirt.plugin.v1.ValidateTargetResponse
+	15, // 29: gitlabrunnerkubevirt.plugin.v1.Transport.WaitReady:output_type -> gitlabrunnerkubevirt.plugin.v1.WaitReadyResponse
+	20, // 30: gitlabrunnerkubevirt.plugin.v1.Transport.Exec:output_type -> gitlabrunnerkubevirt.plugin.v1.ExecOutput
+	25, // 31: gitlabrunnerkubevirt.plugin.v1.Transport.Upload:output_type -> gitlabrunnerkubevirt.plugin.v1.UploadResponse
+	22, // 32: gitlabrunnerkubevirt.plugin.v1.Transport.OutputChannel:output_type -> gitlabrunnerkubevirt.plugin.v1.OutputChannelResponse
+	27, // 33: gitlabrunnerkubevirt.plugin.v1.Session.Detach:output_type -> gitlabrunnerkubevirt.plugin.v1.DetachResponse
+	25, // [25:34] is the sub-list for method output_type
+	16, // [16:25] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -2027,7 +2135,7 @@ func file_plugin_proto_init() {
 		(*ExecOutput_Stderr)(nil),
 		(*ExecOutput_Exit)(nil),
 	}
-	file_plugin_proto_msgTypes[19].OneofWrappers = []any{
+	file_plugin_proto_msgTypes[21].OneofWrappers = []any{
 		(*UploadChunk_Header)(nil),
 		(*UploadChunk_Data)(nil),
 	}
@@ -2037,7 +2145,7 @@ func file_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_proto_rawDesc), len(file_plugin_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -284,6 +284,7 @@ const (
 	Transport_WaitReady_FullMethodName      = "/gitlabrunnerkubevirt.plugin.v1.Transport/WaitReady"
 	Transport_Exec_FullMethodName           = "/gitlabrunnerkubevirt.plugin.v1.Transport/Exec"
 	Transport_Upload_FullMethodName         = "/gitlabrunnerkubevirt.plugin.v1.Transport/Upload"
+	Transport_OutputChannel_FullMethodName  = "/gitlabrunnerkubevirt.plugin.v1.Transport/OutputChannel"
 )
 
 // TransportClient is the client API for Transport service.
@@ -304,6 +305,11 @@ type TransportClient interface {
 	Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecInput, ExecOutput], error)
 	// Upload writes a file on the guest and verifies its checksum.
 	Upload(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadChunk, UploadResponse], error)
+	// OutputChannel names the plugin's side channel for direct output: the
+	// core passes its stdout and stderr descriptors and the plugin writes
+	// Exec output into them, sparing every byte a gRPC hop. Optional: a
+	// plugin that answers Unimplemented streams output chunks.
+	OutputChannel(ctx context.Context, in *OutputChannelRequest, opts ...grpc.CallOption) (*OutputChannelResponse, error)
 }
 
 type transportClient struct {
@@ -360,6 +366,16 @@ func (c *transportClient) Upload(ctx context.Context, opts ...grpc.CallOption) (
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Transport_UploadClient = grpc.ClientStreamingClient[UploadChunk, UploadResponse]
 
+func (c *transportClient) OutputChannel(ctx context.Context, in *OutputChannelRequest, opts ...grpc.CallOption) (*OutputChannelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OutputChannelResponse)
+	err := c.cc.Invoke(ctx, Transport_OutputChannel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TransportServer is the server API for Transport service.
 // All implementations must embed UnimplementedTransportServer
 // for forward compatibility.
@@ -378,6 +394,11 @@ type TransportServer interface {
 	Exec(grpc.BidiStreamingServer[ExecInput, ExecOutput]) error
 	// Upload writes a file on the guest and verifies its checksum.
 	Upload(grpc.ClientStreamingServer[UploadChunk, UploadResponse]) error
+	// OutputChannel names the plugin's side channel for direct output: the
+	// core passes its stdout and stderr descriptors and the plugin writes
+	// Exec output into them, sparing every byte a gRPC hop. Optional: a
+	// plugin that answers Unimplemented streams output chunks.
+	OutputChannel(context.Context, *OutputChannelRequest) (*OutputChannelResponse, error)
 	mustEmbedUnimplementedTransportServer()
 }
 
@@ -399,6 +420,9 @@ func (UnimplementedTransportServer) Exec(grpc.BidiStreamingServer[ExecInput, Exe
 }
 func (UnimplementedTransportServer) Upload(grpc.ClientStreamingServer[UploadChunk, UploadResponse]) error {
 	return status.Error(codes.Unimplemented, "method Upload not implemented")
+}
+func (UnimplementedTransportServer) OutputChannel(context.Context, *OutputChannelRequest) (*OutputChannelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OutputChannel not implemented")
 }
 func (UnimplementedTransportServer) mustEmbedUnimplementedTransportServer() {}
 func (UnimplementedTransportServer) testEmbeddedByValue()                   {}
@@ -471,6 +495,24 @@ func _Transport_Upload_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Transport_UploadServer = grpc.ClientStreamingServer[UploadChunk, UploadResponse]
 
+func _Transport_OutputChannel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OutputChannelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TransportServer).OutputChannel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Transport_OutputChannel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TransportServer).OutputChannel(ctx, req.(*OutputChannelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Transport_ServiceDesc is the grpc.ServiceDesc for Transport service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -485,6 +527,10 @@ var Transport_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WaitReady",
 			Handler:    _Transport_WaitReady_Handler,
+		},
+		{
+			MethodName: "OutputChannel",
+			Handler:    _Transport_OutputChannel_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
