@@ -30,6 +30,13 @@ func serve(set plugin.PluginSet, impl any) {
 	log := Logger()
 	sess := newSessionServer(impl, log)
 	set[SessionKey] = &sessionGRPCPlugin{srv: sess}
+	// Direct output (directout.go): a transport writes Exec output into
+	// the core's own descriptors; the side channel goes when Serve returns.
+	if tp, ok := set[TransportKey].(*transportGRPCPlugin); ok {
+		out := newDirectOutput(log)
+		defer out.close()
+		tp.out = out
+	}
 	go sess.watchParent()
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake(),
