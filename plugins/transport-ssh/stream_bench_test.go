@@ -88,6 +88,65 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// countingPipe is an os.Pipe whose read end a goroutine drains and counts:
+// a real file as stdout (what the core's stdout is under gitlab-runner),
+// so the transport's direct output applies, and still a check that every
+// byte arrived. Both sides of a comparison write into one.
+type countingPipe struct {
+	w    *os.File
+	done chan int64
+}
+
+func newCountingPipe() (*countingPipe, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	p := &countingPipe{w: w, done: make(chan int64, 1)}
+	go func() {
+		defer r.Close()
+		buf := make([]byte, 256<<10)
+		var n int64
+		for {
+			k, err := r.Read(buf)
+			n += int64(k)
+			if err != nil {
+				p.done <- n
+				return
+			}
+		}
+	}()
+	return p, nil
+}
+
+// close closes the write end and returns how many bytes were read; it
+// returns only once every copy of the write end is closed.
+func (p *countingPipe) close() int64 {
+	_ = p.w.Close()
+	return <-p.done
+}
+
+// execStreamFile runs the stream command through tr with a pipe as
+// stdout (see countingPipe) and checks that every byte arrived.
+func (g *streamGuest) execStreamFile(ctx context.Context, tr pluginapi.TransportPlugin) error {
+	out, err := newCountingPipe()
+	if err != nil {
+		return err
+	}
+	exit, err := tr.Exec(ctx, &pluginv1.ExecStart{Target: g.target, Command: g.command()}, pluginapi.ExecIO{Stdout: out.w, Stderr: os.Stderr})
+	n := out.close()
+	if err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
+	if exit.GetCode() != 0 || exit.GetDisconnected() {
+		return fmt.Errorf("exec: exit %v", exit)
+	}
+	if n != g.size {
+		return fmt.Errorf("exec: %d bytes of stdout, want %d", n, g.size)
+	}
+	return nil
+}
+
 // execStream runs the stream command through tr and checks that every
 // byte arrived.
 func (g *streamGuest) execStream(ctx context.Context, tr pluginapi.TransportPlugin) error {
@@ -118,7 +177,7 @@ func (g *streamGuest) ours(ctx context.Context, path string, sum []byte) (time.D
 	if err != nil {
 		return 0, err
 	}
-	if err := g.execStream(ctx, tr); err != nil {
+	if err := g.execStreamFile(ctx, tr); err != nil {
 		return 0, err
 	}
 	p.Close()
@@ -126,25 +185,30 @@ func (g *streamGuest) ours(ctx context.Context, path string, sum []byte) (time.D
 }
 
 // openssh runs the same command with ssh(1), same key, same sshd, stdout
-// to /dev/null.
+// into a countingPipe like ours.
 func (g *streamGuest) openssh(ctx context.Context) (time.Duration, error) {
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	out, err := newCountingPipe()
 	if err != nil {
 		return 0, err
 	}
-	defer devnull.Close()
 	cmd := exec.CommandContext(ctx, "ssh", "-F", "none",
 		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
 		"-o", "UserKnownHostsFile="+g.knownHosts, "-o", "IdentitiesOnly=yes",
 		"-i", g.keyFile, "-p", strconv.Itoa(g.srv.Port()), "-l", guestUser.name,
 		g.srv.Host(), g.command())
-	cmd.Stdout = devnull
+	cmd.Stdout = out.w
 	cmd.Stderr = os.Stderr
 	t0 := time.Now()
-	if err := cmd.Run(); err != nil {
+	err = cmd.Run()
+	n := out.close()
+	d := time.Since(t0)
+	if err != nil {
 		return 0, fmt.Errorf("ssh: %w (install Debian package openssh-client)", err)
 	}
-	return time.Since(t0), nil
+	if n != g.size {
+		return 0, fmt.Errorf("ssh: %d bytes of stdout, want %d", n, g.size)
+	}
+	return d, nil
 }
 
 // sample is one side's run: throughput and the CPU it took.
@@ -206,9 +270,11 @@ func median(xs []float64) float64 {
 // BenchmarkStreamVsOpenSSH compares output throughput side by side: each
 // iteration streams the same 256 MiB of stdout (head -c ... /dev/zero)
 // once through the real plugin binary (launched with pluginapi.Launch, a
-// fresh SSH connection, gRPC over go-plugin's AutoMTLS socket, into this
-// process) and once with OpenSSH's ssh(1) into /dev/null, alternating so
-// machine noise hits both alike. Both timings include the start and the
+// fresh SSH connection, control over gRPC on go-plugin's mTLS socket) and
+// once with OpenSSH's ssh(1), alternating so machine noise hits both
+// alike. Both write into a pipe that this process drains and counts (a
+// file, as the core's stdout is, so our side takes pluginapi's direct
+// output: the plugin writes into the pipe itself). Both timings include the start and the
 // login. It reports the medians in MiB/s and ours/OpenSSH as
 // ratio_vs_openssh (the bench suite's stream_throughput_ratio_vs_openssh).
 // With STREAM_BENCH_BASELINE_PLUGIN set it also runs that binary in turn
