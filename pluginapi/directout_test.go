@@ -282,6 +282,45 @@ func TestDirectOutput(t *testing.T) {
 		}
 	})
 
+	t.Run("the core giving up revokes the descriptors at once", func(t *testing.T) {
+		// linger keeps writing after its cancellation for as long as its
+		// writes succeed: EOF on the pipe proves the plugin closed its
+		// copy while the implementation still ran.
+		d := launchDirectPlugin(t, bin)
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		cctx, cancel := context.WithCancel(ctx)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := d.exec(cctx, "linger", w, w)
+			errc <- err
+		}()
+		line := make([]byte, len("started\n"))
+		if _, err := io.ReadFull(r, line); err != nil || string(line) != "started\n" {
+			t.Fatalf("read %q, %v; want started", line, err)
+		}
+		cancel()
+		select {
+		case <-errc:
+		case <-time.After(directHangGuard):
+			t.Fatal("exec did not return after cancel")
+		}
+		_ = w.Close()
+		eof := make(chan []byte, 1)
+		go func() { b, _ := io.ReadAll(r); eof <- b }()
+		select {
+		case b := <-eof:
+			if rest := strings.ReplaceAll(string(b), "after\n", ""); rest != "" {
+				t.Errorf("unexpected output %q", rest)
+			}
+		case <-time.After(directHangGuard):
+			t.Fatal("the plugin kept writing into the pipe after the core gave up")
+		}
+	})
+
 	t.Run("tokens are single use, unknown ones refused", func(t *testing.T) {
 		d := launchDirectPlugin(t, bin)
 		rpc := d.raw(t)

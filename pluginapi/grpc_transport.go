@@ -153,9 +153,18 @@ func (s *transportServer) Exec(stream pluginv1.Transport_ExecServer) error {
 		if err != nil {
 			return err
 		}
-		// Closed before the exit is sent (below), and on every other path.
+		// Closed before the exit is sent (below), and on every other path;
+		// at once when the core gives up on the call (cancel, lost
+		// connection), so that output the command makes while it is being
+		// terminated does not reach the core's stdout after the core's
+		// Exec returned, nor keep the runner's pipe open.
 		defer dout.close()
 		defer derr.close()
+		stop := context.AfterFunc(ctx, func() {
+			dout.close()
+			derr.close()
+		})
+		defer stop()
 		stdout, stderr = dout, derr
 		// The implementation has no use for the token: keep it out of
 		// anything it might log.

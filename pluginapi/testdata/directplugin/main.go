@@ -9,6 +9,8 @@
 //	hang            write "started", wait for cancellation, exit with TERM
 //	late N          write N bytes, return, and keep writing from a
 //	                goroutine that outlived the Exec (must be refused)
+//	linger          write "started", and once cancelled keep writing
+//	                "after" lines until a write fails (up to 10 minutes)
 package main
 
 import (
@@ -108,6 +110,16 @@ func (transport) Exec(ctx context.Context, start *pluginv1.ExecStart, stdio plug
 		fmt.Fprintln(stdio.Stdout, "started")
 		<-ctx.Done()
 		return &pluginv1.ExecExit{Code: 143, Signal: "TERM"}, nil
+	case "linger":
+		fmt.Fprintln(stdio.Stdout, "started")
+		<-ctx.Done()
+		for range 60000 {
+			if _, err := stdio.Stdout.Write([]byte("after\n")); err != nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return &pluginv1.ExecExit{Code: 143, Signal: "TERM"}, nil
 	case "late":
 		if _, err := stdio.Stdout.Write(make([]byte, arg(1))); err != nil {
 			return nil, err
@@ -121,7 +133,7 @@ func (transport) Exec(ctx context.Context, start *pluginv1.ExecStart, stdio plug
 			}
 		}()
 	default:
-		return nil, pluginapi.InvalidInput("command", f[0], "must be bytes, interleave, kind, hang or late")
+		return nil, pluginapi.InvalidInput("command", f[0], "must be bytes, interleave, kind, hang, linger or late")
 	}
 	return &pluginv1.ExecExit{}, nil
 }
