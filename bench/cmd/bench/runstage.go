@@ -332,8 +332,10 @@ func (s *suite) benchStream(ctx context.Context, h *heldJob, devnull *os.File, b
 	s.report.Set("stream_throughput_mib_s", oursS.Median)
 	s.report.Set("stream_throughput_openssh_mib_s", bs.Median)
 	s.report.Set("stream_throughput_ratio_vs_openssh", oursS.Median/bs.Median)
-	fmt.Fprintf(body, "\n### Output throughput (3)\n\n%d MiB of stdout (`head -c %d /dev/zero`): remote command -> transport-ssh plugin -> gRPC -> core -> "+
-		"our stdout (/dev/null), vs `ssh host 'head -c ...' > /dev/null`. Wall time of the whole process, so the fixed start cost is included.\n\n",
+	fmt.Fprintf(body, "\n### Output throughput (3)\n\n%d MiB of stdout (`head -c %d /dev/zero`): remote command -> transport-ssh plugin -> "+
+		"our stdout (/dev/null): the core passes its stdout and stderr descriptors to the plugin, which writes the output straight into them "+
+		"(direct output, docs/plugins.md); gRPC carries only the control messages. Against `ssh host 'head -c ...' > /dev/null`. "+
+		"Wall time of the whole process, so the fixed start cost is included.\n\n",
 		s.opts.streamMiB, size)
 	body.WriteString(bench.Table([]string{"side", "median MiB/s", "n"}, [][]string{
 		{"ours", bench.F(oursS.Median), fmt.Sprint(oursS.N)},

@@ -175,6 +175,9 @@ func (s *suite) header(binDir string) string {
 			parts = append(parts, fmt.Sprintf("%s %s", k, v.Round(100*time.Millisecond)))
 		}
 		b.WriteString(strings.Join(sortedStrings(parts), ", ") + ".\n")
+		b.WriteString("\nCold cost, paid once per machine and cached by version under the user's cache dir (not part of the run time): " +
+			"building kube-apiserver and etcd from the module proxy (hack/kube-binaries.sh, about 7 min on these 2 cores) and the guest " +
+			"image for the real-VM figures (`make image`, see image_build_seconds).\n")
 	}
 	return b.String()
 }
