@@ -18,7 +18,8 @@ import (
 
 // benchPluginStart measures, for every locked plugin, what a stage pays
 // to start it: pluginhost.Host.Open (the lock entry's file checks, the
-// SecureConfig sha256, process start, go-plugin handshake, AutoMTLS and
+// SecureConfig sha256, process start, go-plugin handshake, mTLS (our
+// P-256 client certificate, go-plugin's P-521 server one) and
 // GetInfo checked against the lock). Beside it, alternately in the same
 // rounds, the bare pluginapi.Launch + GetInfo (go-plugin's floor for a
 // pinned plugin) and one in-process sha256 of the binary (what each hash
@@ -145,7 +146,7 @@ func (s *suite) benchPluginStart(ctx context.Context) error {
 	s.report.Set("plugin_start_ms", worst)
 	s.report.Set("plugin_hash_ms", worstHash)
 	s.report.Add("Plugin start (5)", "What a stage pays to start one locked plugin: `pluginhost.Host.Open` (stat of the locked file, "+
-		"go-plugin's SecureConfig sha256 of the binary right before exec, fork/exec, go-plugin handshake, AutoMTLS certificate "+
+		"go-plugin's SecureConfig sha256 of the binary right before exec, fork/exec, go-plugin handshake, mTLS certificate "+
 		"generation and gRPC dial, `GetInfo` checked against plugins.lock). Alongside, in the same rounds: the bare "+
 		"`pluginapi.Launch` + `GetInfo` (go-plugin's floor for a pinned plugin) and one in-process sha256 of the binary (the "+
 		"cost of each full hash of it). The plugins are taken in turn each round. `plugin_start_ms` is the slowest plugin's "+

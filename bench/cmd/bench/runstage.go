@@ -218,7 +218,7 @@ func (s *suite) benchRunAndStream(ctx context.Context) error {
 		body.WriteString("Breakdown of a run stage (medians):\n\n")
 		body.WriteString(bench.Table([]string{"part", "ms"}, [][]string{
 			{"`gitlab-runner-kubevirt version` (process start, cobra, no work)", bench.F(v.Median)},
-			{"transport-ssh plugin start (launch + handshake + AutoMTLS + GetInfo), see below", s.metricString("plugin_start_ms_transport-ssh")},
+			{"transport-ssh plugin start (launch + handshake + mTLS + GetInfo), see below", s.metricString("plugin_start_ms_transport-ssh")},
 			{fmt.Sprintf("API requests per run stage (audit log): %d (%s)", perRun.Total, strings.Join(keyCounts(perRun), ", ")), ""},
 			{"whole run stage", bench.F(o.Median)},
 		}))
