@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,29 +19,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/internal/testrand"
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
 
 // directHangGuard bounds waits that only end if the code under test works,
 // so a regression fails instead of hanging. Not a performance assertion.
 const directHangGuard = time.Minute
-
-// testRandom returns the bytes testdata/directplugin's "bytes N SEED"
-// writes.
-func testRandom(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	b := make([]byte, n)
-	for i := 0; i+8 <= n; i += 8 {
-		v := r.Uint64()
-		for j := range 8 {
-			b[i+j] = byte(v >> (8 * j))
-		}
-	}
-	for i := n &^ 7; i < n; i++ {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
 
 // directPlugin is a launched testdata/directplugin.
 type directPlugin struct {
@@ -182,7 +165,7 @@ func TestDirectOutput(t *testing.T) {
 	t.Run("64 MiB byte-exact, all of it before the exit", func(t *testing.T) {
 		d := launchDirectPlugin(t, bin)
 		const n = 64 << 20
-		want := sha256.Sum256(testRandom(n, 42))
+		want := sha256.Sum256(testrand.Bytes(n, 42))
 		w, wait := pipe(t)
 		exit, err := d.exec(ctx, fmt.Sprintf("bytes %d 42", n), w, os.Stderr)
 		if err != nil || exit.GetCode() != 0 {
@@ -209,7 +192,7 @@ func TestDirectOutput(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got, testRandom(n, 7)) {
+		if !bytes.Equal(got, testrand.Bytes(n, 7)) {
 			t.Errorf("right after exec returned the file holds %d bytes, not the %d written", len(got), n)
 		}
 	})

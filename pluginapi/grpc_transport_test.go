@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/internal/testrand"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/plugintest"
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
@@ -28,23 +28,6 @@ import (
 // regression fails with a message instead of hanging the test binary. It is
 // not a performance assertion: every wait it guards normally ends at once.
 const hangGuard = time.Minute
-
-// pseudoRandom returns n reproducible bytes that do not compress or repeat
-// with a short period, so a dropped or reordered chunk changes the digest.
-func pseudoRandom(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	b := make([]byte, n)
-	for i := 0; i+8 <= n; i += 8 {
-		v := r.Uint64()
-		for j := range 8 {
-			b[i+j] = byte(v >> (8 * j))
-		}
-	}
-	for i := n &^ 7; i < n; i++ {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
 
 // event is one write observed by the client, to check ordering across
 // stdout and stderr.
@@ -143,7 +126,7 @@ func TestExecLargeStreams(t *testing.T) {
 		{
 			name: "stdout 32 MiB in uneven writes",
 			run: func(stdio pluginapi.ExecIO) error {
-				data := pseudoRandom(size, 1)
+				data := testrand.Bytes(size, 1)
 				for off, n := 0, 1; off < len(data); off, n = off+n, n*3%(1<<20)+1 {
 					end := min(off+n, len(data))
 					if _, err := stdio.Stdout.Write(data[off:end]); err != nil {
@@ -152,7 +135,7 @@ func TestExecLargeStreams(t *testing.T) {
 				}
 				return nil
 			},
-			want: pseudoRandom(size, 1),
+			want: testrand.Bytes(size, 1),
 		},
 		{
 			// io.Copy takes the writer's ReadFrom, which sends straight
@@ -163,10 +146,10 @@ func TestExecLargeStreams(t *testing.T) {
 				if _, ok := stdio.Stdout.(io.ReaderFrom); !ok {
 					return errors.New("stdout is no io.ReaderFrom: io.Copy would send one message per 32 KiB")
 				}
-				_, err := io.Copy(stdio.Stdout, &unevenReader{data: pseudoRandom(size, 3)})
+				_, err := io.Copy(stdio.Stdout, &unevenReader{data: testrand.Bytes(size, 3)})
 				return err
 			},
-			want: pseudoRandom(size, 3),
+			want: testrand.Bytes(size, 3),
 		},
 		{
 			name: "stdin 32 MiB echoed",
@@ -174,8 +157,8 @@ func TestExecLargeStreams(t *testing.T) {
 				_, err := io.Copy(stdio.Stdout, stdio.Stdin)
 				return err
 			},
-			stdin: pseudoRandom(size, 2),
-			want:  pseudoRandom(size, 2),
+			stdin: testrand.Bytes(size, 2),
+			want:  testrand.Bytes(size, 2),
 		},
 	}
 	for _, tt := range tests {
@@ -547,7 +530,7 @@ func TestUploadReassemblesChunks(t *testing.T) {
 	const chunk = 1<<20 - 16 // the largest upload message payload (largePayload)
 	for _, size := range []int{0, 1, chunk - 1, chunk, chunk + 1, 5<<20 + 17, 32 << 20} {
 		t.Run(fmt.Sprintf("%d bytes", size), func(t *testing.T) {
-			content := pseudoRandom(size, uint64(size))
+			content := testrand.Bytes(size, uint64(size))
 			sum := sha256.Sum256(content)
 			header := &pluginv1.UploadHeader{Target: testTarget(), Path: "/tmp/job.sh", Mode: 0o700, Size: int64(size), Sha256: hex.EncodeToString(sum[:])}
 			var got *pluginv1.UploadHeader
@@ -567,7 +550,7 @@ func TestUploadReassemblesChunks(t *testing.T) {
 }
 
 func TestUploadErrors(t *testing.T) {
-	big := pseudoRandom(8<<20, 3)
+	big := testrand.Bytes(8<<20, 3)
 	tests := []struct {
 		name     string
 		header   *pluginv1.UploadHeader

@@ -18,12 +18,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/internal/testrand"
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
 
@@ -53,22 +53,6 @@ func (transport) Upload(context.Context, *pluginv1.UploadHeader, io.Reader) (*pl
 	return nil, errors.New("directplugin: no upload")
 }
 
-// PseudoRandom matches the tests' pseudoRandom.
-func pseudoRandom(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	b := make([]byte, n)
-	for i := 0; i+8 <= n; i += 8 {
-		v := r.Uint64()
-		for j := range 8 {
-			b[i+j] = byte(v >> (8 * j))
-		}
-	}
-	for i := n &^ 7; i < n; i++ {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 func (transport) Exec(ctx context.Context, start *pluginv1.ExecStart, stdio pluginapi.ExecIO) (*pluginv1.ExecExit, error) {
 	f := strings.Fields(start.GetCommand())
 	arg := func(i int) int {
@@ -86,7 +70,7 @@ func (transport) Exec(ctx context.Context, start *pluginv1.ExecStart, stdio plug
 	}
 	switch f[0] {
 	case "bytes":
-		data := pseudoRandom(arg(1), uint64(arg(2)))
+		data := testrand.Bytes(arg(1), uint64(arg(2)))
 		sizes := []int{1, 7, 4096, 100, 65536, 1 << 20, 333}
 		for i := 0; len(data) > 0; i++ {
 			n := min(sizes[i%len(sizes)], len(data))
