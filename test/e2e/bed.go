@@ -121,26 +121,10 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 			b = nil
 		}
 	}()
-	if b.Env, err = kubeenv.Start(ctx, opts.Kube); err != nil {
+	cp, err := StartControlPlane(ctx, opts.Kube, "apiserver ready", progress)
+	b.Env, b.Namespace, b.Kubeconfig, b.Kube, b.Virt = cp.Env, cp.Namespace, cp.Kubeconfig, cp.Kube, cp.Virt
+	if err != nil {
 		return b, err
-	}
-	progress("apiserver ready")
-	if b.Namespace, err = b.Env.NewNamespace(ctx, "gitlab-runner-"); err != nil {
-		return b, err
-	}
-	if err = b.Env.ApplyRBAC(ctx, b.Namespace); err != nil {
-		return b, err
-	}
-	progress("namespace and RBAC")
-	if _, b.Kubeconfig, err = b.Env.ServiceAccountConfig(ctx, b.Namespace, ServiceAccount); err != nil {
-		return b, err
-	}
-	progress("runner kubeconfig")
-	if b.Kube, err = kubernetes.NewForConfig(b.Env.AdminConfig()); err != nil {
-		return b, fmt.Errorf("admin client: %w", err)
-	}
-	if b.Virt, err = kubevirt.NewForConfig(b.Env.AdminConfig()); err != nil {
-		return b, fmt.Errorf("admin kubevirt client: %w", err)
 	}
 	if b.Account, err = standin.CreateAccount(ctx); err != nil {
 		return b, err
@@ -161,6 +145,56 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 	}
 	progress("stand-in watching")
 	return b, nil
+}
+
+// ControlPlane is the part every bed starts first: a control plane, a
+// namespace with the runner's RBAC, the runner's kubeconfig and admin
+// clients.
+type ControlPlane struct {
+	// Env is the control plane.
+	Env *kubeenv.Env
+	// Namespace holds the runner's RBAC and the job objects.
+	Namespace string
+	// Kubeconfig authenticates as the runner's ServiceAccount.
+	Kubeconfig string
+	// Kube and Virt are admin clients.
+	Kube kubernetes.Interface
+	Virt kubevirt.Interface
+}
+
+// StartControlPlane starts the control plane with opts, a namespace
+// "gitlab-runner-*" with the runner's RBAC (deploy/rbac.yaml), the
+// kubeconfig of [ServiceAccount] and admin clients. progress (which may
+// be nil) is told each step as it completes: ready once the control plane
+// answers, then "namespace and RBAC" and "runner kubeconfig". The
+// returned ControlPlane holds what was started even on error (its Env
+// then needs stopping).
+func StartControlPlane(ctx context.Context, opts kubeenv.Options, ready string, progress func(step string)) (cp ControlPlane, err error) {
+	if progress == nil {
+		progress = func(string) {}
+	}
+	if cp.Env, err = kubeenv.Start(ctx, opts); err != nil {
+		return cp, err
+	}
+	progress(ready)
+	if cp.Namespace, err = cp.Env.NewNamespace(ctx, "gitlab-runner-"); err != nil {
+		return cp, err
+	}
+	if err = cp.Env.ApplyRBAC(ctx, cp.Namespace); err != nil {
+		return cp, err
+	}
+	progress("namespace and RBAC")
+	if _, cp.Kubeconfig, err = cp.Env.ServiceAccountConfig(ctx, cp.Namespace, ServiceAccount); err != nil {
+		return cp, err
+	}
+	progress("runner kubeconfig")
+	if cp.Kube, err = kubernetes.NewForConfig(cp.Env.AdminConfig()); err != nil {
+		return cp, fmt.Errorf("admin client: %w", err)
+	}
+	if cp.Virt, err = kubevirt.NewForConfig(cp.Env.AdminConfig()); err != nil {
+		return cp, fmt.Errorf("admin kubevirt client: %w", err)
+	}
+	return cp, nil
 }
 
 // RunnerConfig returns the [runners.custom] configuration of this bed:

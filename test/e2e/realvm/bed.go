@@ -42,7 +42,7 @@ import (
 // Names shared with the runner's deployment and the image build.
 const (
 	// ServiceAccount is the runner's ServiceAccount in deploy/rbac.yaml.
-	ServiceAccount = "gitlab-runner-kubevirt"
+	ServiceAccount = e2e.ServiceAccount
 	// Guest is the microvm/ recipe the bed boots.
 	Guest = "debian-bookworm"
 	// Image is the containerDisk image of Guest, the runner's
@@ -152,26 +152,10 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 		return b, err
 	}
 	progress("accelerator")
-	if b.Env, err = kubeenv.Start(ctx, opts.Kube); err != nil {
+	cp, err := e2e.StartControlPlane(ctx, opts.Kube, "control plane ready", progress)
+	b.Env, b.Namespace, b.Kubeconfig, b.Kube, b.Virt = cp.Env, cp.Namespace, cp.Kubeconfig, cp.Kube, cp.Virt
+	if err != nil {
 		return b, err
-	}
-	progress("control plane ready")
-	if b.Namespace, err = b.Env.NewNamespace(ctx, "gitlab-runner-"); err != nil {
-		return b, err
-	}
-	if err = b.Env.ApplyRBAC(ctx, b.Namespace); err != nil {
-		return b, err
-	}
-	progress("namespace and RBAC")
-	if _, b.Kubeconfig, err = b.Env.ServiceAccountConfig(ctx, b.Namespace, ServiceAccount); err != nil {
-		return b, err
-	}
-	progress("runner kubeconfig")
-	if b.Kube, err = kubernetes.NewForConfig(b.Env.AdminConfig()); err != nil {
-		return b, fmt.Errorf("admin client: %w", err)
-	}
-	if b.Virt, err = kubevirt.NewForConfig(b.Env.AdminConfig()); err != nil {
-		return b, fmt.Errorf("admin kubevirt client: %w", err)
 	}
 	images := &standin.ImageMap{Images: append(append([]standin.ImageMapping{}, opts.ExtraImages...),
 		standin.ImageMapping{Image: ImagePattern, Guest: Guest})}
