@@ -1,6 +1,7 @@
 // Package osutil holds the request validation the first-party OS plugins
 // (linux-cloudinit, windows-cloudbase) share: SSH keys, time zones, the
-// instance id and plugin options.
+// instance id and plugin options; and what they declare alike in GetInfo
+// and Health ([OSInfo], [Healthy]).
 //
 // Every check returns a [pluginapi.InvalidInput] error that names the
 // request field, the value and the rule it broke. Secrets (private keys,

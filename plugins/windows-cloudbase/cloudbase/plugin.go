@@ -1,11 +1,11 @@
 package cloudbase
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
 
-	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/plugins/internal/osutil"
 )
@@ -37,19 +37,15 @@ type Plugin struct {
 
 // New returns the plugin reporting version (DefaultVersion when empty).
 func New(version string) *Plugin {
-	if version == "" {
-		version = DefaultVersion
-	}
-	return &Plugin{version: version}
+	return &Plugin{version: cmp.Or(version, DefaultVersion)}
 }
 
-// GetInfo describes the plugin.
+// GetInfo describes the plugin (kind OS, API version 1: see
+// [osutil.OSInfo]).
 func (p *Plugin) GetInfo(context.Context) (*pluginv1.PluginInfo, error) {
-	return &pluginv1.PluginInfo{
+	return osutil.OSInfo(&pluginv1.PluginInfo{
 		Name:         Name,
-		Kind:         pluginv1.Kind_KIND_OS,
 		Version:      p.version,
-		ApiVersions:  []uint32{pluginapi.APIVersion1},
 		Capabilities: []string{CapabilityPassword, CapabilityConfigDrive, CapabilityHostKey},
 		OsFamily:     "windows",
 		Shells:       []string{ShellPwsh, ShellPowerShell},
@@ -58,15 +54,12 @@ func (p *Plugin) GetInfo(context.Context) (*pluginv1.PluginInfo, error) {
 		MaxPasswordLength: MaxPassword,
 		// Computer names are NetBIOS names: the core shortens its hostname.
 		MaxHostnameLength: MaxHostname,
-	}, nil
+	}), nil
 }
 
 // Health reports OK: rendering needs nothing outside the plugin.
 func (p *Plugin) Health(context.Context) (*pluginv1.HealthResponse, error) {
-	return &pluginv1.HealthResponse{
-		State:       pluginv1.HealthResponse_STATE_OK,
-		Description: "renders Cloudbase-Init multipart user-data; needs no helper programs",
-	}, nil
+	return osutil.Healthy("renders Cloudbase-Init multipart user-data; needs no helper programs"), nil
 }
 
 // Render validates req and renders the user-data and run recipe. Invalid
