@@ -1,5 +1,6 @@
 // Package osutiltest holds test helpers shared by the first-party OS
-// plugins' tests: fresh SSH keys, valid requests and required tools.
+// plugins' tests: fresh SSH keys, valid requests, required tools, the
+// refusal and secret checks and the Render fuzz target.
 package osutiltest
 
 import (
