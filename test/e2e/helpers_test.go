@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 )
 
@@ -30,46 +29,14 @@ func newExecutor(t *testing.T, hooks runner.Hooks, prepareArgs ...string) *runne
 	t.Helper()
 	cfg := bed.RunnerConfig(prepareArgs...)
 	cfg.Hooks = hooks
-	return newExecutorFor(t, cfg)
-}
-
-func newExecutorFor(t *testing.T, cfg runner.Config) *runner.Executor {
-	t.Helper()
-	e, err := runner.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return e2etest.NewExecutor(t, cfg)
 }
 
 // runJob runs job and, if the test fails, logs the job log, the runner
-// log and the stand-in's log.
+// log and the tail of the stand-in's log.
 func runJob(ctx context.Context, t *testing.T, e *runner.Executor, job runner.Job) *runner.Result {
 	t.Helper()
-	res, err := e.Run(ctx, job)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("job %d: status %s (%s)\n--- job log ---\n%s--- runner log ---\n%s", job.ID, res.Status, res.Reason, res.JobLog(), res.RunnerLog)
-		}
-	})
-	return res
-}
-
-// inOrder checks that want appear in s in this order.
-func inOrder(t *testing.T, s string, want ...string) {
-	t.Helper()
-	pos := 0
-	for _, w := range want {
-		i := strings.Index(s[pos:], w)
-		if i < 0 {
-			t.Errorf("%q does not appear (in this order) in the job log after position %d", w, pos)
-			return
-		}
-		pos += i + len(w)
-	}
+	return e2etest.RunJob(ctx, t, e, job, &standinLog, 6000)
 }
 
 // assertClean checks what every test must leave behind: no VMI, no
@@ -80,47 +47,7 @@ func assertClean(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	vmis := bed.Virt.KubevirtV1().VirtualMachineInstances(bed.Namespace)
-	secrets := bed.Kube.CoreV1().Secrets(bed.Namespace)
-
-	// Deleted VMIs stay until the stand-in powered their guest off.
-	var names []string
-	for {
-		list, err := vmis.List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatalf("list vmis: %v", err)
-		}
-		names = names[:0]
-		live := false
-		for _, v := range list.Items {
-			names = append(names, v.Name)
-			live = live || v.DeletionTimestamp == nil
-		}
-		if len(names) == 0 || live || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if len(names) > 0 {
-		t.Errorf("VMIs left in %s: %v", bed.Namespace, names)
-		for _, n := range names {
-			_ = vmis.Delete(ctx, n, metav1.DeleteOptions{})
-		}
-	}
-	list, err := secrets.List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatalf("list secrets: %v", err)
-	}
-	for _, s := range list.Items {
-		t.Errorf("Secret left in %s: %s", bed.Namespace, s.Name)
-		_ = secrets.Delete(ctx, s.Name, metav1.DeleteOptions{})
-	}
-	if err := bed.Standin.WaitIdle(ctx); err != nil {
-		t.Error(err)
-	}
-	if n := bed.Standin.AddressesInUse(); n != 0 {
-		t.Errorf("the stand-in still holds %d guest addresses", n)
-	}
+	e2etest.AssertNoJobObjects(ctx, t, cluster())
 	// A powered-off guest leaves nothing in the shared temp dirs.
 	if uid := accountUID(); uid != "" {
 		for _, dir := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
@@ -133,17 +60,13 @@ func assertClean(t *testing.T) {
 		}
 	}
 	// Processes end asynchronously after their parent: poll, bounded.
-	for {
-		procs := leftoverProcesses()
-		if len(procs) == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Errorf("processes left behind: %s", strings.Join(procs, "; "))
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	e2etest.WaitGone(ctx, t, "processes", leftoverProcesses)
+}
+
+// cluster is what the shared checks look at: the bed's admin clients,
+// namespace and stand-in.
+func cluster() e2etest.Cluster {
+	return e2etest.Cluster{Kube: bed.Kube, Virt: bed.Virt, Namespace: bed.Namespace, Standin: bed.Standin}
 }
 
 // accountUID is the guest account's uid ("" if unknown).
@@ -172,30 +95,14 @@ func owner(path string) string {
 func leftoverProcesses() []string {
 	uid := accountUID()
 	var out []string
-	for _, p := range allPids() {
+	for _, p := range e2etest.AllPids() {
 		exe, _ := os.Readlink("/proc/" + strconv.Itoa(p) + "/exe")
 		owner := procUID(p)
 		if strings.HasPrefix(exe, binDir+string(filepath.Separator)) || (uid != "" && owner == uid) {
-			out = append(out, strconv.Itoa(p)+" "+procCmdline(p))
+			out = append(out, strconv.Itoa(p)+" "+e2etest.Cmdline(p))
 		}
 	}
 	return out
-}
-
-func allPids() []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil && pid != os.Getpid() {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-func procCmdline(pid int) string {
-	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
 }
 
 func procEnviron(pid int) string {
@@ -244,7 +151,7 @@ func parentPid(pid int) int {
 // tree returns root and its living descendants.
 func tree(root int) []int {
 	children := map[int][]int{}
-	for _, p := range allPids() {
+	for _, p := range e2etest.AllPids() {
 		children[parentPid(p)] = append(children[parentPid(p)], p)
 	}
 	out := []int{root}
@@ -252,18 +159,6 @@ func tree(root int) []int {
 		out = append(out, children[out[i]]...)
 	}
 	return out
-}
-
-// pidsWithCmdline returns the processes whose command line contains
-// needle.
-func pidsWithCmdline(needle string) []int {
-	var pids []int
-	for _, p := range allPids() {
-		if strings.Contains(procCmdline(p), needle) {
-			pids = append(pids, p)
-		}
-	}
-	return pids
 }
 
 // procSnapshot is what was read of one process.
@@ -320,7 +215,7 @@ func (w *procWatcher) read(pid int) {
 	if err != nil {
 		return
 	}
-	snap := procSnapshot{pid: pid, exe: exe, cmdline: procCmdline(pid), environ: procEnviron(pid)}
+	snap := procSnapshot{pid: pid, exe: exe, cmdline: e2etest.Cmdline(pid), environ: procEnviron(pid)}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if old, ok := w.seen[pid]; ok && old.environ != "" {

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 )
 
@@ -86,7 +87,7 @@ func (l *leakJob) hooks(cancelOn string, cancel context.CancelFunc) runner.Hooks
 		if cancelOn != "" {
 			go func() {
 				for deadline := time.Now().Add(waitLimit); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-					if len(pidsWithCmdline(cancelOn)) > 0 {
+					if len(e2etest.PidsWithCmdline(cancelOn)) > 0 {
 						break
 					}
 				}

@@ -14,6 +14,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/standin"
 )
@@ -62,7 +63,7 @@ func TestFiveStageJob(t *testing.T) {
 	}
 	projectDir := bed.Account.Home + "/builds/group/project"
 	log := res.JobLog()
-	inOrder(t, log,
+	e2etest.InOrder(t, log,
 		"Using Custom executor with driver gitlab-runner-kubevirt",
 		"Created VMI "+bed.Namespace+"/"+name, "VMI scheduled on node "+standin.DefaultNodeName, "VMI running with IP 127.",
 		"VM reachable over transport-ssh", "VM "+name+" ready",
@@ -76,7 +77,7 @@ func TestFiveStageJob(t *testing.T) {
 	// stdout and stderr travel as separate SSH streams: each keeps its
 	// own order, but one may overtake the other (as with any SSH
 	// executor), so the stdout tokens above are checked one by one.
-	inOrder(t, log, "err-1\n", "err-2\n", "err-3\n", "Running after_script")
+	e2etest.InOrder(t, log, "err-1\n", "err-2\n", "err-3\n", "Running after_script")
 
 	if c := res.Config; c == nil || c.Hostname == nil || *c.Hostname != name || c.BuildsDir == nil || *c.BuildsDir != bed.Account.Home+"/builds" {
 		t.Errorf("config output %+v: want hostname %s and builds_dir %s/builds", c, name, bed.Account.Home)
@@ -134,7 +135,7 @@ func TestFiveStageJob(t *testing.T) {
 func TestBuildFailureExitCode(t *testing.T) {
 	cfg := bed.RunnerConfig()
 	cfg.BuildFailureExitCode, cfg.SystemFailureExitCode = 17, 23
-	res := runJob(t.Context(), t, newExecutorFor(t, cfg), runner.Job{
+	res := runJob(t.Context(), t, e2etest.NewExecutor(t, cfg), runner.Job{
 		ID: 102, Script: []string{"echo before-the-failure", "exit 3", "echo never-printed"}, AfterScript: []string{"echo after-the-failure"},
 	})
 	if res.Status != runner.StatusBuildFailure || res.ExitCode != 3 || res.FailedStage != runner.StageStepScript {
@@ -145,7 +146,7 @@ func TestBuildFailureExitCode(t *testing.T) {
 		t.Errorf("run exited %d with %d in BUILD_EXIT_CODE_FILE, want 17 (BUILD_FAILURE_EXIT_CODE) and 3", step.ExitCode, step.BuildExitCode)
 	}
 	log := res.JobLog()
-	inOrder(t, log, "before-the-failure", "$ exit 3", "Running after_script", "after-the-failure", "ERROR: Job failed: exit code 3")
+	e2etest.InOrder(t, log, "before-the-failure", "$ exit 3", "Running after_script", "after-the-failure", "ERROR: Job failed: exit code 3")
 	if strings.Contains(log, "never-printed") {
 		t.Error("the script went on after exit 3")
 	}
@@ -208,7 +209,7 @@ func TestPrepareRetried(t *testing.T) {
 	if len(got) < 5 || !slices.Equal(got[:5], []string{"config", "prepare", "cleanup", "config", "prepare"}) {
 		t.Errorf("stages %v, want config, prepare, cleanup, config, prepare, ...", got)
 	}
-	inOrder(t, res.JobLog(), "injected failure of the first VMI", "WARNING: Preparation failed", "Will be retried in",
+	e2etest.InOrder(t, res.JobLog(), "injected failure of the first VMI", "WARNING: Preparation failed", "Will be retried in",
 		"Created VMI", "ready", "second-try-works", "Job succeeded")
 	assertClean(t)
 }
@@ -237,7 +238,7 @@ func TestCancelDuringSleep(t *testing.T) {
 			go func() {
 				deadline := time.Now().Add(waitLimit)
 				for time.Now().Before(deadline) && ctx.Err() == nil {
-					if len(pidsWithCmdline(marker)) > 0 {
+					if len(e2etest.PidsWithCmdline(marker)) > 0 {
 						mu.Lock()
 						found, cancelledAt = true, time.Now()
 						mu.Unlock()
@@ -259,7 +260,7 @@ func TestCancelDuringSleep(t *testing.T) {
 			defer mu.Unlock()
 			deadline := cancelledAt.Add(5 * time.Second)
 			for {
-				stillThere = pidsWithCmdline(marker)
+				stillThere = e2etest.PidsWithCmdline(marker)
 				if len(stillThere) == 0 {
 					goneAfter = time.Since(cancelledAt)
 					return
@@ -313,7 +314,7 @@ func TestFreshGuestPerJob(t *testing.T) {
 		t.Fatalf("first job: %s (%s)", first.Status, first.Reason)
 	}
 	assertClean(t)
-	if pids := pidsWithCmdline(marker); len(pids) > 0 {
+	if pids := e2etest.PidsWithCmdline(marker); len(pids) > 0 {
 		t.Errorf("the first job's background %q (pids %v) outlived its VM", marker, pids)
 	}
 	second := runJob(t.Context(), t, newExecutor(t, runner.Hooks{}), runner.Job{ID: 108, Script: []string{

@@ -1,18 +1,10 @@
 package e2e_test
 
 import (
-	"context"
-	"fmt"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
-
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 )
 
@@ -65,66 +57,7 @@ func TestRefusedVMVariables(t *testing.T) {
 
 	// Watch both kinds for the whole table: an object created and deleted
 	// again would be missed by a list at the end.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var (
-		mu      sync.Mutex
-		created []string
-		wg      sync.WaitGroup
-	)
-	watchAdded := func(kind string, w watch.Interface, err error) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer w.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case ev, ok := <-w.ResultChan():
-					if !ok {
-						return
-					}
-					if ev.Type == watch.Added {
-						if m, err := metaOf(ev.Object); err == nil {
-							mu.Lock()
-							created = append(created, kind+"/"+m)
-							mu.Unlock()
-						}
-					}
-				}
-			}
-		}()
-	}
-	w1, err := bed.Virt.KubevirtV1().VirtualMachineInstances(bed.Namespace).Watch(ctx, metav1.ListOptions{})
-	watchAdded("VirtualMachineInstance", w1, err)
-	w2, err := bed.Kube.CoreV1().Secrets(bed.Namespace).Watch(ctx, metav1.ListOptions{})
-	watchAdded("Secret", w2, err)
-	// Prove the watches see creations: a canary must show up.
-	canary := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "watch-canary"}}
-	if _, err := bed.Kube.CoreV1().Secrets(bed.Namespace).Create(ctx, canary, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(waitLimit); ; time.Sleep(10 * time.Millisecond) {
-		mu.Lock()
-		seen := slices.Contains(created, "Secret/watch-canary")
-		mu.Unlock()
-		if seen {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the Secret watch did not report the canary Secret")
-		}
-	}
-	if err := bed.Kube.CoreV1().Secrets(bed.Namespace).Delete(ctx, canary.Name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	created = nil
-	mu.Unlock()
+	watch := e2etest.WatchCreations(t.Context(), t, cluster(), waitLimit)
 
 	t.Run("cases", func(t *testing.T) {
 		for i, tt := range tests {
@@ -159,19 +92,8 @@ func TestRefusedVMVariables(t *testing.T) {
 			})
 		}
 	})
-	cancel()
-	wg.Wait()
-	if len(created) > 0 {
+	if created := watch.Stop(); len(created) > 0 {
 		t.Errorf("refused jobs created objects: %v", created)
 	}
 	assertClean(t)
-}
-
-// metaOf returns an object's name.
-func metaOf(obj any) (string, error) {
-	m, ok := obj.(metav1.Object)
-	if !ok {
-		return "", fmt.Errorf("%T has no metadata", obj)
-	}
-	return m.GetName(), nil
 }

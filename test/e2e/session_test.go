@@ -15,6 +15,7 @@ import (
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/plugintest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 )
 
@@ -145,7 +146,7 @@ func TestSessionOneConnection(t *testing.T) {
 					return
 				}
 				raw, _ := os.ReadFile(p.store().Path())
-				leak = append(leak, string(raw), procEnviron(p.state.Pid), procCmdline(p.state.Pid))
+				leak = append(leak, string(raw), procEnviron(p.state.Pid), e2etest.Cmdline(p.state.Pid))
 			}
 			cfg := bed.RunnerConfig(tc.args...)
 			cfg.Hooks = p.hooks()
@@ -154,7 +155,7 @@ func TestSessionOneConnection(t *testing.T) {
 			if !tc.session {
 				cfg.Env = append(cfg.Env, "GITLAB_RUNNER_KUBEVIRT_SESSION=false")
 			}
-			e := newExecutorFor(t, cfg)
+			e := e2etest.NewExecutor(t, cfg)
 			res := runJob(t.Context(), t, e, sessionJob(jobID, token))
 			if res.Status != runner.StatusSuccess {
 				t.Fatalf("status %s (%s), want success", res.Status, res.Reason)
@@ -269,7 +270,7 @@ func TestSessionEndsWithoutCleanup(t *testing.T) {
 	cfg := bed.RunnerConfig()
 	cfg.Hooks = p.hooks()
 	cfg.CleanupExec = ""
-	e := newExecutorFor(t, cfg)
+	e := e2etest.NewExecutor(t, cfg)
 	res := runJob(t.Context(), t, e, sessionJob(jobID, token))
 	if res.Status != runner.StatusSuccess {
 		t.Fatalf("status %s (%s), want success", res.Status, res.Reason)

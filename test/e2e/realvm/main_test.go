@@ -7,14 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
-
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/microvm"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/realvm"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/standin"
 )
@@ -28,19 +25,12 @@ var (
 	binDir, consoleDir string
 )
 
-// binDirEnv names a directory of prebuilt binaries (`make build`'s bin/)
-// to test instead of building them.
-const binDirEnv = "E2E_BIN_DIR"
-
 // brokenImage is a containerDisk image the bed maps to a copy of the guest
 // image whose initrd is garbage: the kernel panics within seconds.
 const brokenImage = "registry.example.com/gitlab-runner-kubevirt/broken-initrd:latest"
 
 // standinLog keeps the stand-in's log for failing tests.
-var standinLog = struct {
-	sync.Mutex
-	strings.Builder
-}{}
+var standinLog e2etest.Log
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
@@ -54,23 +44,12 @@ func runMain(m *testing.M) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	var err error
-	if binDir = os.Getenv(binDirEnv); binDir != "" {
-		if binDir, err = filepath.Abs(binDir); err == nil {
-			err = e2e.CheckBinDir(binDir)
-		}
-		if err != nil {
-			return fail(fmt.Errorf("%s: %w", binDirEnv, err))
-		}
-	} else {
-		if binDir, err = os.MkdirTemp("", "realvm-bin-"); err != nil {
-			return fail(err)
-		}
-		defer os.RemoveAll(binDir)
-		if _, err := e2e.BuildBinaries(ctx, binDir); err != nil {
-			return fail(err)
-		}
+	dir, _, cleanup, err := e2etest.BinDir(ctx, "realvm-bin-")
+	defer cleanup()
+	if err != nil {
+		return fail(err)
 	}
+	binDir = dir
 	work, err := os.MkdirTemp("", "realvm-")
 	if err != nil {
 		return fail(err)
@@ -94,11 +73,7 @@ func runMain(m *testing.M) int {
 		BinDir:      binDir,
 		ExtraImages: []standin.ImageMapping{{Image: brokenImage, Dir: brokenDir}},
 		ConsoleDir:  consoleDir,
-		Logf: func(format string, args ...any) {
-			standinLog.Lock()
-			defer standinLog.Unlock()
-			fmt.Fprintf(&standinLog, "%s %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
-		},
+		Logf:        standinLog.Logf,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("start the environment: %w", err))
@@ -109,7 +84,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "realvm: stop the environment: %v\n", err)
 		code = max(code, 1)
 	}
-	if pids := pidsWithCmdline(consoleDir); len(pids) > 0 {
+	if pids := e2etest.PidsWithCmdline(consoleDir); len(pids) > 0 {
 		fmt.Fprintf(os.Stderr, "realvm: QEMU processes %v outlived the environment\n", pids)
 		code = max(code, 1)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/kube"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/realvm"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/sshd"
@@ -102,7 +103,7 @@ func TestJobRunsInsideTheGuest(t *testing.T) {
 		t.Errorf("step_script %+v: BUILD_EXIT_CODE_FILE must hold 3", step)
 	}
 	log := res.JobLog()
-	inOrder(t, log,
+	e2etest.InOrder(t, log,
 		"Created VMI "+bed.Namespace+"/"+name, "VM reachable over transport-ssh", "VM "+name+" ready",
 		"kernel="+bed.Image.KernelVersion+"\n",
 		"status: done\n",
@@ -113,7 +114,7 @@ func TestJobRunsInsideTheGuest(t *testing.T) {
 		"Running after_script", "after-script-runs\n",
 		"ERROR: Job failed: exit code 3")
 	// stdout and stderr are separate SSH streams: each keeps its order.
-	inOrder(t, log, "err-1\n", "err-2\n", "err-3\n", "Running after_script")
+	e2etest.InOrder(t, log, "err-1\n", "err-2\n", "err-3\n", "Running after_script")
 	if strings.Contains(log, "never-printed") {
 		t.Error("the script went on after exit 3")
 	}
