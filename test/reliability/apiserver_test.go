@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/standin"
 )
@@ -90,7 +91,7 @@ func TestAPIServerDown(t *testing.T) {
 			cfg.Hooks = hooks
 			cfg.PrepareRetries = 1
 			cfg.CleanupArgs = append(cfg.CleanupArgs, "--timeout", "10s")
-			res := runJob(ctx, t, newExecutorFor(t, cfg), job)
+			res := runJob(ctx, t, e2etest.NewExecutor(t, cfg), job)
 			select {
 			case <-killed:
 			default:

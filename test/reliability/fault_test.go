@@ -12,6 +12,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 )
 
@@ -78,7 +79,7 @@ func TestFaultsMidStage(t *testing.T) {
 		{name: "transport plugin SIGKILLed", fault: func(t *testing.T, _ string) {
 			n := 0
 			for _, p := range pluginPids() {
-				if strings.Contains(procCmdline(p), "transport-ssh") {
+				if strings.Contains(e2etest.Cmdline(p), "transport-ssh") {
 					_ = syscall.Kill(p, syscall.SIGKILL)
 					n++
 				}
@@ -112,7 +113,7 @@ func TestFaultsMidStage(t *testing.T) {
 			if s, ok := res.Stage("step_script"); ok && !faultAt.IsZero() {
 				t.Logf("measured: step_script ended %s after the fault", s.Start.Add(s.Duration).Sub(faultAt).Round(time.Millisecond))
 			}
-			waitFor(t, "the remote "+sleeper+" ends", func() bool { return len(pidsWithCmdline(sleeper)) == 0 })
+			waitFor(t, "the remote "+sleeper+" ends", func() bool { return len(e2etest.PidsWithCmdline(sleeper)) == 0 })
 		})
 	}
 }

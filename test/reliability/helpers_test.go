@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 )
 
@@ -38,39 +39,14 @@ func newExecutor(t *testing.T, hooks runner.Hooks, prepareArgs ...string) *runne
 	cfg := bed.RunnerConfig(prepareArgs...)
 	cfg.Hooks = hooks
 	cfg.PrepareRetries = 1
-	return newExecutorFor(t, cfg)
-}
-
-func newExecutorFor(t *testing.T, cfg runner.Config) *runner.Executor {
-	t.Helper()
-	e, err := runner.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return e2etest.NewExecutor(t, cfg)
 }
 
 // runJob runs job and logs the job, runner and stand-in logs if the test
 // fails.
 func runJob(ctx context.Context, t *testing.T, e *runner.Executor, job runner.Job) *runner.Result {
 	t.Helper()
-	res, err := e.Run(ctx, job)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("job %d: status %s (%s)\n--- job log ---\n%s--- runner log ---\n%s", job.ID, res.Status, res.Reason, res.JobLog(), res.RunnerLog)
-			standinLog.Lock()
-			defer standinLog.Unlock()
-			s := standinLog.String()
-			if len(s) > 6000 {
-				s = s[len(s)-6000:]
-			}
-			t.Logf("--- stand-in log (tail) ---\n%s", s)
-		}
-	})
-	return res
+	return e2etest.RunJob(ctx, t, e, job, &standinLog, 6000)
 }
 
 // wantStatus checks the job's outcome.
@@ -143,17 +119,7 @@ func assertClean(t *testing.T, namespaces ...string) {
 	if err := bed.Standin.WaitIdle(ctx); err != nil {
 		t.Error(err)
 	}
-	for {
-		procs := leftoverProcesses()
-		if len(procs) == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Errorf("processes left behind: %s", strings.Join(procs, "; "))
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e2etest.WaitGone(ctx, t, "processes", leftoverProcesses)
 }
 
 // gc runs `gitlab-runner-kubevirt gc` in namespace as the runner's
@@ -189,7 +155,7 @@ func accountUID() string {
 func leftoverProcesses() []string {
 	uid := accountUID()
 	var out []string
-	for _, p := range allPids() {
+	for _, p := range e2etest.AllPids() {
 		if procState(p) == "Z" {
 			// A zombie has no exe link; its name is the first 15 bytes
 			// of the binary's name. Only our own zombies count (the
@@ -205,7 +171,7 @@ func leftoverProcesses() []string {
 		}
 		exe, _ := os.Readlink("/proc/" + strconv.Itoa(p) + "/exe")
 		if underBinDir(exe) || (uid != "" && procUID(p) == uid) {
-			out = append(out, strconv.Itoa(p)+" "+procCmdline(p))
+			out = append(out, strconv.Itoa(p)+" "+e2etest.Cmdline(p))
 		}
 	}
 	return out
@@ -239,29 +205,13 @@ func pluginPids() []int {
 	// Only this suite's plugins: other packages' tests run at the same time
 	// (go test runs packages in parallel) with plugins of their own.
 	var pids []int
-	for _, p := range allPids() {
+	for _, p := range e2etest.AllPids() {
 		exe, _ := os.Readlink("/proc/" + strconv.Itoa(p) + "/exe")
 		if underBinDir(exe) && strings.HasPrefix(filepath.Base(exe), e2e.PluginPrefix) {
 			pids = append(pids, p)
 		}
 	}
 	return pids
-}
-
-func allPids() []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil && pid != os.Getpid() {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-func procCmdline(pid int) string {
-	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
 }
 
 func procEnviron(pid int) []string {
@@ -299,18 +249,6 @@ func procUID(pid int) string {
 		return ""
 	}
 	return f[0]
-}
-
-// pidsWithCmdline returns the processes whose command line contains
-// needle.
-func pidsWithCmdline(needle string) []int {
-	var pids []int
-	for _, p := range allPids() {
-		if strings.Contains(procCmdline(p), needle) {
-			pids = append(pids, p)
-		}
-	}
-	return pids
 }
 
 // waitFor polls cond until it holds or waitLimit passes.

@@ -3,12 +3,9 @@ package reliability_test
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
-
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 )
 
@@ -100,31 +97,7 @@ func TestHostileInput(t *testing.T) {
 	// again would be missed by a list at the end.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
 	defer cancel()
-	var (
-		mu      sync.Mutex
-		created []string
-		wg      sync.WaitGroup
-	)
-	watchAdded := func(kind string, w watch.Interface, err error) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ev := range w.ResultChan() {
-				if ev.Type == watch.Added {
-					mu.Lock()
-					created = append(created, kind)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	w1, err := bed.Virt.KubevirtV1().VirtualMachineInstances(bed.Namespace).Watch(ctx, metav1.ListOptions{})
-	watchAdded("VirtualMachineInstance", w1, err)
-	w2, err := bed.Kube.CoreV1().Secrets(bed.Namespace).Watch(ctx, metav1.ListOptions{})
-	watchAdded("Secret", w2, err)
+	watch := e2etest.WatchCreations(ctx, t, e2etest.Cluster{Kube: bed.Kube, Virt: bed.Virt, Namespace: bed.Namespace, Standin: bed.Standin}, waitLimit)
 
 	t.Run("table", func(t *testing.T) {
 		for _, tt := range tests {
@@ -145,12 +118,9 @@ func TestHostileInput(t *testing.T) {
 			})
 		}
 	})
-	w1.Stop()
-	w2.Stop()
-	wg.Wait()
 	// Transport options included: prepare asks the transport plugin to
 	// check them (ValidateTarget) before it creates anything.
-	if len(created) != 0 {
+	if created := watch.Stop(); len(created) != 0 {
 		t.Errorf("refused inputs created %d objects %v; want none", len(created), created)
 	}
 	assertClean(t)

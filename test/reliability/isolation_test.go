@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/standin"
 )
@@ -86,8 +87,8 @@ func TestSameJobIDNeverCollides(t *testing.T) {
 			var wg sync.WaitGroup
 			var longRes, shortRes *runner.Result
 			wg.Add(2)
-			go func() { defer wg.Done(); longRes, _ = newExecutorFor(t, longCfg).Run(ctx, long) }()
-			go func() { defer wg.Done(); shortRes, _ = newExecutorFor(t, tt.short).Run(ctx, short) }()
+			go func() { defer wg.Done(); longRes, _ = e2etest.NewExecutor(t, longCfg).Run(ctx, long) }()
+			go func() { defer wg.Done(); shortRes, _ = e2etest.NewExecutor(t, tt.short).Run(ctx, short) }()
 			wg.Wait()
 			if longRes == nil || shortRes == nil {
 				t.Fatal("a job did not run")

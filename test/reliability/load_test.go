@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 )
 
@@ -34,7 +35,7 @@ func TestLoad(t *testing.T) {
 	defer cancel()
 	cfg := bed.RunnerConfig()
 	cfg.PrepareRetries = 1
-	e := newExecutorFor(t, cfg)
+	e := e2etest.NewExecutor(t, cfg)
 	start := time.Now()
 	results := make([]*runner.Result, n)
 	var wg sync.WaitGroup

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/kubeenv"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/standin"
@@ -412,7 +413,7 @@ func runAsRole(t *testing.T, manifest []byte, prefix string) *jobSteps {
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	job := runner.Job{ID: nextJobID(), Script: []string{"echo rbac-job-ran"}, AfterScript: []string{"echo after"}}
-	steps := &jobSteps{res: runJob(ctx, t, newExecutorFor(t, cfg), job)}
+	steps := &jobSteps{res: runJob(ctx, t, e2etest.NewExecutor(t, cfg), job)}
 	if steps.firstFailure() == stepNone {
 		if !strings.Contains(steps.res.JobLog(), "rbac-job-ran") {
 			t.Errorf("the job succeeded but its script's output is missing")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/sshd"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/standin"
@@ -115,7 +116,7 @@ func TestPluginIntegrity(t *testing.T) {
 			cfg.PrepareRetries = 1
 			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 			defer cancel()
-			res := runJob(ctx, t, newExecutorFor(t, cfg), runner.Job{ID: nextJobID(), Script: []string{"echo must-not-run"}})
+			res := runJob(ctx, t, e2etest.NewExecutor(t, cfg), runner.Job{ID: nextJobID(), Script: []string{"echo must-not-run"}})
 			wantStatus(t, res, runner.StatusSystemFailure)
 			// config already looks up the OS plugin; either stage may refuse.
 			if res.FailedStage != "prepare" && res.FailedStage != "config" {
@@ -152,7 +153,7 @@ func TestPluginsDoNotInheritCoreEnv(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	res := runJob(ctx, t, newExecutorFor(t, cfg), job)
+	res := runJob(ctx, t, e2etest.NewExecutor(t, cfg), job)
 	wantStatus(t, res, runner.StatusSuccess)
 	mu.Lock()
 	defer mu.Unlock()

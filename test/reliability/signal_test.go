@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/standin"
 )
@@ -111,7 +112,7 @@ func TestSIGTERMAtEveryStage(t *testing.T) {
 			mu.Lock()
 			t.Logf("measured: %s exited %s after SIGTERM (exit code %d)", tt.stage, st.Start.Add(st.Duration).Sub(signalled).Round(time.Millisecond), st.ExitCode)
 			mu.Unlock()
-			waitFor(t, "the remote "+sleeper+" ends", func() bool { return len(pidsWithCmdline(sleeper)) == 0 })
+			waitFor(t, "the remote "+sleeper+" ends", func() bool { return len(e2etest.PidsWithCmdline(sleeper)) == 0 })
 			if tt.needGC {
 				if vmis, secrets, err := objects(ctx, bed.Namespace); err == nil && len(vmis)+len(secrets) > 0 {
 					t.Logf("cleanup left %v %v after SIGTERM; gc removes them", vmis, secrets)
@@ -158,5 +159,5 @@ func TestSIGKILLOfRunStage(t *testing.T) {
 	if c, ok := res.Stage("cleanup"); !ok || c.ExitCode != 0 {
 		t.Errorf("cleanup after SIGKILL: ran %v, exit %d; want exit 0", ok, c.ExitCode)
 	}
-	waitFor(t, "the remote "+sleeper+" ends", func() bool { return len(pidsWithCmdline(sleeper)) == 0 })
+	waitFor(t, "the remote "+sleeper+" ends", func() bool { return len(e2etest.PidsWithCmdline(sleeper)) == 0 })
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/user"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +21,7 @@ import (
 	"kubevirt.io/client-go/kubevirt"
 	"sigs.k8s.io/yaml"
 
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/kubeenv"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/sshd"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/standin"
@@ -299,31 +298,14 @@ func output(t *testing.T, c *ssh.Client, cmd string) string {
 }
 
 // pidsWithCmdline returns the pids whose command line contains needle.
-func pidsWithCmdline(needle string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		if strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), needle) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+func pidsWithCmdline(needle string) []int { return e2etest.PidsWithCmdline(needle) }
 
 // waitNoProcess waits until no process has needle in its command line.
 func waitNoProcess(t *testing.T, needle string) {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
 	for {
-		pids := pidsWithCmdline(needle)
+		pids := e2etest.PidsWithCmdline(needle)
 		if len(pids) == 0 {
 			return
 		}
