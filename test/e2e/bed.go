@@ -204,29 +204,36 @@ func StartControlPlane(ctx context.Context, opts kubeenv.Options, ready string, 
 // Short retry and kill timeouts suit tests; the stage timeouts stay
 // generous.
 func (b *Bed) RunnerConfig(prepareArgs ...string) runner.Config {
-	kube := []string{"--kubeconfig", b.Kubeconfig, "--namespace", b.Namespace}
+	return StageConfig(b.Core, b.Kubeconfig, b.Namespace, b.Account.Name, 4*time.Minute, append([]string{
+		"--ssh-port", fmt.Sprint(b.SSHPort),
+		"--default-image", DefaultImage,
+		"--timeout", "3m",
+	}, prepareArgs...)...)
+}
+
+// StageConfig returns a [runners.custom] configuration that runs core's
+// four stages against namespace with kubeconfig and sshUser as
+// --ssh-user of config and prepare; prepare gets prepareArgs after those
+// flags and is bounded by prepareTimeout. Short retry and kill timeouts suit tests; the other
+// stage timeouts stay generous. The stages get a runner Pod's small
+// environment; no KUBECONFIG: the flag names the file.
+func StageConfig(core, kubeconfig, namespace, sshUser string, prepareTimeout time.Duration, prepareArgs ...string) runner.Config {
+	kube := []string{"--kubeconfig", kubeconfig, "--namespace", namespace}
 	return runner.Config{
-		ConfigExec:  b.Core,
-		ConfigArgs:  []string{"config", "--ssh-user", b.Account.Name},
-		PrepareExec: b.Core,
-		PrepareArgs: append(append([]string{"prepare"}, kube...), append([]string{
-			"--ssh-user", b.Account.Name,
-			"--ssh-port", fmt.Sprint(b.SSHPort),
-			"--default-image", DefaultImage,
-			"--timeout", "3m",
-		}, prepareArgs...)...),
-		RunExec:     b.Core,
-		RunArgs:     append([]string{"run"}, kube...),
-		CleanupExec: b.Core,
-		CleanupArgs: append([]string{"cleanup"}, kube...),
-		// gitlab-runner passes its own environment; the runner Pod's is
-		// small. No KUBECONFIG: the flag names the file.
+		ConfigExec:           core,
+		ConfigArgs:           []string{"config", "--ssh-user", sshUser},
+		PrepareExec:          core,
+		PrepareArgs:          append(append(append([]string{"prepare"}, kube...), "--ssh-user", sshUser), prepareArgs...),
+		RunExec:              core,
+		RunArgs:              append([]string{"run"}, kube...),
+		CleanupExec:          core,
+		CleanupArgs:          append([]string{"cleanup"}, kube...),
 		Env:                  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"},
 		PrepareRetryInterval: 200 * time.Millisecond,
 		GracefulKillTimeout:  30 * time.Second,
 		ForceKillTimeout:     10 * time.Second,
 		ConfigExecTimeout:    2 * time.Minute,
-		PrepareExecTimeout:   4 * time.Minute,
+		PrepareExecTimeout:   prepareTimeout,
 		CleanupExecTimeout:   2 * time.Minute,
 	}
 }

@@ -1,12 +1,8 @@
 package e2e_test
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
@@ -33,37 +29,6 @@ func behave(name string, f func(seen int) standin.Behaviour) { behaviours.Set(na
 var standinLog e2etest.Log
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	if err := e2e.CheckTools(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	dir, skipped, cleanup, err := e2etest.BinDir(ctx, "e2e-bin-")
-	defer cleanup()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
-		return 1
-	}
-	binDir = dir
-	if len(skipped) > 0 {
-		fmt.Fprintf(os.Stderr, "e2e: plugin directories without a main package (not built): %s\n", strings.Join(skipped, ", "))
-	}
-	bed, err = e2e.Start(ctx, e2e.Options{BinDir: binDir, Behaviour: behaviours.Choose, Logf: standinLog.Logf})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: start the environment: %v\n", err)
-		return 1
-	}
-	code := m.Run()
-	if err := bed.Stop(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: stop the environment: %v\n", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	return code
+	os.Exit(e2etest.RunSuite(m, "e2e", e2e.Options{Behaviour: behaviours.Choose, Logf: standinLog.Logf},
+		func(b *e2e.Bed, dir string) { bed, binDir = b, dir }))
 }

@@ -1,11 +1,8 @@
 package reliability_test
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
@@ -34,33 +31,7 @@ func behave(t *testing.T, name string, b standin.Behaviour) {
 // standinLog keeps the stand-in's log for failing tests.
 var standinLog e2etest.Log
 
-func TestMain(m *testing.M) { os.Exit(runMain(m)) }
-
-func runMain(m *testing.M) int {
-	if err := e2e.CheckTools(); err != nil {
-		fmt.Fprintf(os.Stderr, "reliability: %v\n", err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	dir, _, cleanup, err := e2etest.BinDir(ctx, "reliability-bin-")
-	defer cleanup()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "reliability: %v\n", err)
-		return 1
-	}
-	binDir = dir
-	bed, err = e2e.Start(ctx, e2e.Options{BinDir: binDir, Behaviour: behaviours.Choose, Logf: standinLog.Logf})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "reliability: start the environment: %v\n", err)
-		return 1
-	}
-	code := m.Run()
-	if err := bed.Stop(); err != nil {
-		fmt.Fprintf(os.Stderr, "reliability: stop the environment: %v\n", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	return code
+func TestMain(m *testing.M) {
+	os.Exit(e2etest.RunSuite(m, "reliability", e2e.Options{Behaviour: behaviours.Choose, Logf: standinLog.Logf},
+		func(b *e2e.Bed, dir string) { bed, binDir = b, dir }))
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -122,4 +123,42 @@ func (b *Behaviours) Choose(v *kubevirtv1.VirtualMachineInstance) standin.Behavi
 	}
 	b.n[v.Name]++
 	return f(b.n[v.Name])
+}
+
+// RunSuite is the TestMain of a suite on an [e2e.Bed]: it checks the
+// tools, finds or builds the binaries under test ([BinDir], temporary
+// directory prefix name+"-bin-"), starts the bed with opts (BinDir filled
+// in), hands bed and binary directory to setup, runs the tests and stops
+// the bed. It returns the exit code: 1 when anything around the tests
+// fails. Its messages on stderr start with name.
+func RunSuite(m *testing.M, name string, opts e2e.Options, setup func(bed *e2e.Bed, binDir string)) int {
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(os.Stderr, name+": "+format+"\n", args...)
+		return 1
+	}
+	if err := e2e.CheckTools(); err != nil {
+		return fail("%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	dir, skipped, cleanup, err := BinDir(ctx, name+"-bin-")
+	defer cleanup()
+	if err != nil {
+		return fail("%v", err)
+	}
+	if len(skipped) > 0 {
+		fmt.Fprintf(os.Stderr, "%s: plugin directories without a main package (not built): %s\n", name, strings.Join(skipped, ", "))
+	}
+	opts.BinDir = dir
+	bed, err := e2e.Start(ctx, opts)
+	if err != nil {
+		return fail("start the environment: %v", err)
+	}
+	setup(bed, dir)
+	code := m.Run()
+	if err := bed.Stop(); err != nil {
+		fail("stop the environment: %v", err)
+		code = max(code, 1)
+	}
+	return code
 }

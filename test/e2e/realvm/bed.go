@@ -183,29 +183,11 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 // guest image as default image and GuestUser as login, with prepareArgs
 // appended to prepare's flags. Prepare's bound allows a slow TCG boot.
 func (b *Bed) RunnerConfig(prepareArgs ...string) runner.Config {
-	kube := []string{"--kubeconfig", b.Kubeconfig, "--namespace", b.Namespace}
-	return runner.Config{
-		ConfigExec:  b.Core,
-		ConfigArgs:  []string{"config", "--ssh-user", GuestUser},
-		PrepareExec: b.Core,
-		PrepareArgs: append(append([]string{"prepare"}, kube...), append([]string{
-			"--ssh-user", GuestUser,
-			"--default-image", Image,
-			"--kernel-boot",
-			"--timeout", "8m",
-		}, prepareArgs...)...),
-		RunExec:              b.Core,
-		RunArgs:              append([]string{"run"}, kube...),
-		CleanupExec:          b.Core,
-		CleanupArgs:          append([]string{"cleanup"}, kube...),
-		Env:                  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"},
-		PrepareRetryInterval: 200 * time.Millisecond,
-		GracefulKillTimeout:  30 * time.Second,
-		ForceKillTimeout:     10 * time.Second,
-		ConfigExecTimeout:    2 * time.Minute,
-		PrepareExecTimeout:   9 * time.Minute,
-		CleanupExecTimeout:   2 * time.Minute,
-	}
+	return e2e.StageConfig(b.Core, b.Kubeconfig, b.Namespace, GuestUser, 9*time.Minute, append([]string{
+		"--default-image", Image,
+		"--kernel-boot",
+		"--timeout", "8m",
+	}, prepareArgs...)...)
 }
 
 // Stop stops the stand-in (and every guest's QEMU) and the control plane.
