@@ -39,16 +39,9 @@ func (c *Clients) WaitRunning(ctx context.Context, name string, progress func(St
 	var seen bool
 	err := c.until(ctx, name, nil,
 		func(ev watch.Event) (bool, error) {
-			switch ev.Type {
-			case watch.Deleted:
-				return false, fmt.Errorf("vmi %s/%s: %w while waiting for it to run", c.Namespace, name, ErrVMIDeleted)
-			case watch.Added, watch.Modified:
-			default:
-				return false, nil
-			}
-			vmi, ok := ev.Object.(*kubevirtv1.VirtualMachineInstance)
-			if !ok {
-				return false, nil
+			vmi, err := c.eventVMI(ev, name, "it to run")
+			if vmi == nil {
+				return false, err
 			}
 			st, failed := Assess(vmi)
 			if !seen || st != last {
@@ -90,6 +83,28 @@ func (c *Clients) WaitGone(ctx context.Context, name string) error {
 		return fmt.Errorf("wait for vmi %s/%s to be deleted: %w", c.Namespace, name, err)
 	}
 	return nil
+}
+
+// eventVMI returns the VMI an Added or Modified watch event on VMI name
+// carries, and nil for any other event. A Deleted event returns an error
+// wrapping ErrVMIDeleted that names what the caller was waiting for
+// (awaited, as in "while waiting for <awaited>").
+func (c *Clients) eventVMI(ev watch.Event, name, awaited string) (*kubevirtv1.VirtualMachineInstance, error) {
+	switch ev.Type {
+	case watch.Deleted:
+		return nil, c.deletedError(name, awaited)
+	case watch.Added, watch.Modified:
+		vmi, _ := ev.Object.(*kubevirtv1.VirtualMachineInstance)
+		return vmi, nil
+	default:
+		return nil, nil
+	}
+}
+
+// deletedError is the ErrVMIDeleted error for VMI name, deleted while the
+// caller waited for awaited.
+func (c *Clients) deletedError(name, awaited string) error {
+	return fmt.Errorf("vmi %s/%s: %w while waiting for %s", c.Namespace, name, ErrVMIDeleted, awaited)
 }
 
 // until runs watchtools.UntilWithSync on the single VMI called name. It

@@ -7,7 +7,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
-	kubevirtv1 "kubevirt.io/api/core/v1"
 )
 
 // WatchFailure watches VMI name until it fails (a *FailedError: phase
@@ -19,22 +18,15 @@ import (
 func (c *Clients) WatchFailure(ctx context.Context, name string) error {
 	gone := func(store cache.Store) (bool, error) {
 		if len(store.List()) == 0 {
-			return false, fmt.Errorf("vmi %s/%s: %w while waiting for its guest", c.Namespace, name, ErrVMIDeleted)
+			return false, c.deletedError(name, "its guest")
 		}
 		return false, nil
 	}
 	err := c.until(ctx, name, gone,
 		func(ev watch.Event) (bool, error) {
-			switch ev.Type {
-			case watch.Deleted:
-				return false, fmt.Errorf("vmi %s/%s: %w while waiting for its guest", c.Namespace, name, ErrVMIDeleted)
-			case watch.Added, watch.Modified:
-			default:
-				return false, nil
-			}
-			vmi, ok := ev.Object.(*kubevirtv1.VirtualMachineInstance)
-			if !ok {
-				return false, nil
+			vmi, err := c.eventVMI(ev, name, "its guest")
+			if vmi == nil {
+				return false, err
 			}
 			_, failed := Assess(vmi)
 			return false, failed
