@@ -13,6 +13,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/kube"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/kube/kubetest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/kubeenv"
 )
 
@@ -23,25 +24,8 @@ func TestEventsOnRealAPIServer(t *testing.T) {
 	env := kubeenv.StartForTest(t, kubeenv.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	ns, err := env.NewNamespace(ctx, "events-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := env.ApplyRBAC(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _, err := env.ServiceAccountConfig(ctx, ns, "gitlab-runner-kubevirt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runner, err := kube.NewForConfig(cfg, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := kube.NewForConfig(env.AdminConfig(), ns)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := kubetest.NewCluster(t, env, "events-")
+	ns, runner, admin := c.Namespace, c.Runner, c.Admin
 	vmi := &kubevirtv1.VirtualMachineInstance{ObjectMeta: metav1.ObjectMeta{Name: "runner-1-2", UID: "0b5c7a1e-0000-4000-8000-000000000001"}}
 
 	tests := []struct {
@@ -105,7 +89,7 @@ func TestEventsOnRealAPIServer(t *testing.T) {
 	}
 
 	t.Run("refused event is logged at debug and not returned", func(t *testing.T) {
-		other, err := kube.NewForConfig(cfg, "kube-system") // the Role does not reach it
+		other, err := kube.NewForConfig(c.RunnerConfig, "kube-system") // the Role does not reach it
 		if err != nil {
 			t.Fatal(err)
 		}

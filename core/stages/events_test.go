@@ -13,6 +13,7 @@ import (
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/jobenv"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/kube"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/kube/kubetest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/stages"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/kubeenv"
 )
@@ -24,25 +25,8 @@ func TestCleanupRecordsEvents(t *testing.T) {
 	env := kubeenv.StartForTest(t, kubeenv.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	ns, err := env.NewNamespace(ctx, "cleanup-events-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := env.ApplyRBAC(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _, err := env.ServiceAccountConfig(ctx, ns, "gitlab-runner-kubevirt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runner, err := kube.NewForConfig(cfg, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := kube.NewForConfig(env.AdminConfig(), ns)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := kubetest.NewCluster(t, env, "cleanup-events-")
+	ns, runner, admin := c.Namespace, c.Runner, c.Admin
 	tests := []struct {
 		name       string
 		jobID      string
