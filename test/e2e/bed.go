@@ -47,19 +47,13 @@ type Options struct {
 
 // Bed is a running end-to-end environment. Stop it on every path.
 type Bed struct {
-	// Env is the control plane.
-	Env *kubeenv.Env
-	// Namespace holds the runner's RBAC and the job objects.
-	Namespace string
-	// Kubeconfig authenticates as the runner's ServiceAccount.
-	Kubeconfig string
+	// ControlPlane is the control plane, the namespace with the runner's
+	// RBAC and job objects, the runner's kubeconfig and admin clients.
+	ControlPlane
 	// Account is the guests' login user.
 	Account *standin.Account
 	// Standin drives the VMIs.
 	Standin *standin.Controller
-	// Kube and Virt are admin clients.
-	Kube kubernetes.Interface
-	Virt kubevirt.Interface
 	// Core is the executor binary; PluginDir its plugin directory.
 	Core, PluginDir string
 	// SSHPort is the guests' sshd port.
@@ -121,9 +115,7 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 			b = nil
 		}
 	}()
-	cp, err := StartControlPlane(ctx, opts.Kube, "apiserver ready", progress)
-	b.Env, b.Namespace, b.Kubeconfig, b.Kube, b.Virt = cp.Env, cp.Namespace, cp.Kubeconfig, cp.Kube, cp.Virt
-	if err != nil {
+	if b.ControlPlane, err = StartControlPlane(ctx, opts.Kube, "apiserver ready", progress); err != nil {
 		return b, err
 	}
 	if b.Account, err = standin.CreateAccount(ctx); err != nil {

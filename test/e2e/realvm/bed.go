@@ -28,9 +28,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-	"kubevirt.io/client-go/kubevirt"
-
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/microvm"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/kubeenv"
@@ -85,16 +82,12 @@ type Options struct {
 
 // Bed is a running real-VM environment. Stop it on every path.
 type Bed struct {
-	// Env is the control plane; Namespace holds the runner's RBAC and
-	// the job objects; Kubeconfig authenticates as ServiceAccount.
-	Env        *kubeenv.Env
-	Namespace  string
-	Kubeconfig string
+	// ControlPlane is the control plane, the namespace with the runner's
+	// RBAC and job objects, the kubeconfig of ServiceAccount and admin
+	// clients.
+	e2e.ControlPlane
 	// Standin boots the VMIs.
 	Standin *standin.Controller
-	// Kube and Virt are admin clients.
-	Kube kubernetes.Interface
-	Virt kubevirt.Interface
 	// Core is the executor binary; PluginDir its plugin directory.
 	Core, PluginDir string
 	// Image is the guest image; Accel the accelerator every guest uses
@@ -152,9 +145,7 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 		return b, err
 	}
 	progress("accelerator")
-	cp, err := e2e.StartControlPlane(ctx, opts.Kube, "control plane ready", progress)
-	b.Env, b.Namespace, b.Kubeconfig, b.Kube, b.Virt = cp.Env, cp.Namespace, cp.Kubeconfig, cp.Kube, cp.Virt
-	if err != nil {
+	if b.ControlPlane, err = e2e.StartControlPlane(ctx, opts.Kube, "control plane ready", progress); err != nil {
 		return b, err
 	}
 	images := &standin.ImageMap{Images: append(append([]standin.ImageMapping{}, opts.ExtraImages...),
