@@ -21,5 +21,10 @@
 // [BuildBinaries] and need root: the stand-in binds port 22 on loopback
 // addresses and the guest account is created with useradd. They need
 // openssh-server (sshd) and passwd (useradd, userdel) from Debian; a missing
-// tool fails the suite with the package to install.
+// tool fails the suite with the package to install. E2E_BIN_DIR names
+// prebuilt binaries (`make build`'s bin/) to test instead.
+//
+// [StartControlPlane] and [StageConfig] are the parts the real-VM bed
+// (package realvm) shares; the scaffolding the suites' tests share
+// (TestMain, running a job, the leftover checks) is package e2etest.
 package e2e
