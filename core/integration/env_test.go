@@ -13,6 +13,7 @@ import (
 	kubevirtv1 "kubevirt.io/api/core/v1"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/kube"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/kube/kubetest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/kubeenv"
 )
 
@@ -69,7 +70,7 @@ func TestMain(m *testing.M) {
 }
 
 // serviceAccount is the ServiceAccount deploy/rbac.yaml binds the Role to.
-const serviceAccount = "gitlab-runner-kubevirt"
+const serviceAccount = kubetest.ServiceAccount
 
 // cluster is one test's namespace with two views of it.
 type cluster struct {
@@ -82,30 +83,12 @@ type cluster struct {
 	admin *kube.Clients
 }
 
-// newCluster creates a fresh namespace with the runner RBAC applied.
+// newCluster creates a fresh namespace with the runner RBAC applied
+// (kubetest.NewCluster).
 func newCluster(t testing.TB) *cluster {
 	t.Helper()
-	ctx := t.Context()
-	ns, err := env.NewNamespace(ctx, "it-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := env.ApplyRBAC(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	cfg, kubeconfig, err := env.ServiceAccountConfig(ctx, ns, serviceAccount)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runner, err := kube.NewForConfig(cfg, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := kube.NewForConfig(env.AdminConfig(), ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &cluster{ns: ns, runner: runner, kubeconfig: kubeconfig, admin: admin}
+	c := kubetest.NewCluster(t, env, "it-")
+	return &cluster{ns: c.Namespace, runner: c.Runner, kubeconfig: c.Kubeconfig, admin: c.Admin}
 }
 
 // setStatus updates a VMI's status as virt-controller would: get, change,
