@@ -14,6 +14,7 @@ import (
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/e2e/e2etest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/runner"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/sshd"
 )
 
 // sleepJob is a job whose step_script prints a marker, then sleeps with a
@@ -40,36 +41,15 @@ func TestFaultsMidStage(t *testing.T) {
 		wantLog     string // in the job log
 	}{
 		{name: "sshd killed", fault: func(t *testing.T, vmi string) {
-			s, err := bed.Standin.SSHD(vmi)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if err := s.Kill(); err != nil {
-				t.Error(err)
-			}
+			onSSHD(t, vmi, (*sshd.Server).Kill)
 		}, wantLog: "lost the connection to VM"},
 		{name: "sshd frozen with keepalive 1s", prepareArgs: []string{"--transport-option", "keepalive_interval=1s"},
 			fault: func(t *testing.T, vmi string) {
-				s, err := bed.Standin.SSHD(vmi)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if err := s.Pause(); err != nil {
-					t.Error(err)
-				}
+				onSSHD(t, vmi, (*sshd.Server).Pause)
 			}, wantLog: "lost the connection to VM"},
 		{name: "VMI failed (guest died)", fault: func(t *testing.T, vmi string) {
 			setFailed(t, vmi, "virt-launcher crashed")
-			s, err := bed.Standin.SSHD(vmi)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if err := s.Kill(); err != nil {
-				t.Error(err)
-			}
+			onSSHD(t, vmi, (*sshd.Server).Kill)
 		}, wantLog: "virt-launcher crashed"},
 		{name: "VMI deleted by someone else", fault: func(t *testing.T, vmi string) {
 			if err := bed.Virt.KubevirtV1().VirtualMachineInstances(bed.Namespace).Delete(context.Background(), vmi, metav1.DeleteOptions{}); err != nil {
@@ -115,6 +95,19 @@ func TestFaultsMidStage(t *testing.T) {
 			}
 			waitFor(t, "the remote "+sleeper+" ends", func() bool { return len(e2etest.PidsWithCmdline(sleeper)) == 0 })
 		})
+	}
+}
+
+// onSSHD does act to the guest sshd of the VMI called vmi, reporting on t
+// when there is none or act fails.
+func onSSHD(t *testing.T, vmi string, act func(*sshd.Server) error) {
+	s, err := bed.Standin.SSHD(vmi)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if err := act(s); err != nil {
+		t.Error(err)
 	}
 }
 
