@@ -324,23 +324,7 @@ func (w *directWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.buf == nil {
 		w.buf = make([]byte, directCopyBuffer)
 	}
-	var total int64
-	for {
-		n, rerr := r.Read(w.buf)
-		if n > 0 {
-			written, err := w.Write(w.buf[:n])
-			total += int64(written)
-			if err != nil {
-				return total, err
-			}
-		}
-		if errors.Is(rerr, io.EOF) {
-			return total, nil
-		}
-		if rerr != nil {
-			return total, rerr
-		}
-	}
+	return readEach(r, w.buf, w.Write)
 }
 
 // close waits for a write in progress, then closes the plugin's copy of

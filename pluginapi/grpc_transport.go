@@ -314,11 +314,22 @@ func (w *outputWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.buf == nil {
 		w.buf = make([]byte, largePayload)
 	}
+	return readEach(r, w.buf, func(b []byte) (int, error) {
+		return sendChunks(b, func(b []byte) error { return w.s.sendMsg(w.wrap(b)) })
+	})
+}
+
+// readEach reads r into buf until EOF and hands each Read's data to write
+// at once (nothing is held back to fill buf). It returns the bytes write
+// took and the first error other than io.EOF. It is the loop of the
+// io.ReaderFrom implementations that let io.Copy make fewer, larger
+// writes.
+func readEach(r io.Reader, buf []byte, write func([]byte) (int, error)) (int64, error) {
 	var total int64
 	for {
-		n, rerr := r.Read(w.buf)
+		n, rerr := r.Read(buf)
 		if n > 0 {
-			written, err := sendChunks(w.buf[:n], func(b []byte) error { return w.s.sendMsg(w.wrap(b)) })
+			written, err := write(buf[:n])
 			total += int64(written)
 			if err != nil {
 				return total, err
