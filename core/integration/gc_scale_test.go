@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -342,37 +341,10 @@ func (c *cluster) limitedServiceAccount(t *testing.T, name string, rules []rbacv
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitGranted(t, clients, c.ns, rules)
-	return clients
-}
-
-// waitGranted waits until the API server's RBAC authorizer, which learns
-// of new Roles and RoleBindings through its informers, grants clients
-// every verb of rules in ns; otherwise a test that uses a fresh
-// ServiceAccount at once can be refused a verb its Role has.
-func waitGranted(t *testing.T, clients *kube.Clients, ns string, rules []rbacv1.PolicyRule) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for _, r := range rules {
-		for _, res := range r.Resources {
-			for _, verb := range r.Verbs {
-				for {
-					review, err := clients.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(t.Context(), &authorizationv1.SelfSubjectAccessReview{
-						Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-							Namespace: ns, Verb: verb, Group: r.APIGroups[0], Resource: res,
-						}},
-					}, metav1.CreateOptions{})
-					if err == nil && review.Status.Allowed {
-						break
-					}
-					if time.Now().After(deadline) {
-						t.Fatalf("the Role's %s %s was not granted within 30s (last answer: %v, %+v)", verb, res, err, review)
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-		}
+	if err := env.WaitGranted(ctx, c.ns, name, rules); err != nil {
+		t.Fatal(err)
 	}
+	return clients
 }
 
 // setMinus returns the elements of a that are not in b.

@@ -55,6 +55,8 @@ func (e *Env) ApplyRBAC(ctx context.Context, namespace string) error {
 // that pointed at the object's original namespace (so a binding keeps
 // referring to the ServiceAccount applied with it). Cluster-scoped objects
 // are refused: the manifests this project ships are namespace-scoped.
+// It returns once every RoleBinding of the manifest that binds a Role of it
+// to ServiceAccounts is in force (see [Env.WaitGranted]).
 func (e *Env) ApplyManifest(ctx context.Context, namespace string, manifest []byte) error {
 	objs, err := decodeManifest(manifest)
 	if err != nil {
@@ -94,7 +96,9 @@ func (e *Env) ApplyManifest(ctx context.Context, namespace string, manifest []by
 			return fmt.Errorf("apply %s in %s: %w", desc, namespace, err)
 		}
 	}
-	return nil
+	// Return only once the bindings are in force, so the caller can use
+	// the ServiceAccounts at once.
+	return e.waitManifestGranted(ctx, namespace, objs)
 }
 
 // decodeManifest splits a multi-document YAML (or JSON) manifest into

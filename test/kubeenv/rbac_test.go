@@ -1,10 +1,14 @@
 package kubeenv_test
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -217,5 +221,53 @@ rules: []
 	err := env.ApplyManifest(t.Context(), ns, manifest)
 	if err == nil || !strings.Contains(err.Error(), "cluster-scoped") {
 		t.Errorf("want a cluster-scoped refusal, got %v", err)
+	}
+}
+
+// TestWaitGranted checks that ApplyRBAC returns with the runner's Role in
+// force (each of its verbs is granted at once, without retrying) and that
+// WaitGranted gives up, naming the verb, on one the Role does not grant.
+func TestWaitGranted(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	ns := newNamespace(t, "granted")
+	if err := env.ApplyRBAC(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := kubernetes.NewForConfig(env.AdminConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		group, resource, verb string
+		allowed               bool
+	}{
+		{"kubevirt.io", "virtualmachineinstances", "create", true},
+		{"kubevirt.io", "virtualmachineinstances", "watch", true},
+		{"", "secrets", "delete", true},
+		{"", "events", "create", true},
+		{"", "pods", "create", false},
+		{"", "secrets", "update", false},
+	}
+	for _, tt := range tests {
+		review, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{
+				User:               "system:serviceaccount:" + ns + ":" + runnerSA,
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Group: tt.group, Resource: tt.resource, Verb: tt.verb},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if review.Status.Allowed != tt.allowed {
+			t.Errorf("right after ApplyRBAC, %s %s allowed = %v, want %v", tt.verb, tt.resource, review.Status.Allowed, tt.allowed)
+		}
+	}
+
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	err = env.WaitGranted(short, ns, runnerSA, []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"create"}}})
+	if err == nil || !strings.Contains(err.Error(), "create pods") {
+		t.Errorf("WaitGranted for a verb the Role lacks = %v, want an error naming create pods", err)
 	}
 }
