@@ -52,26 +52,14 @@ func (d *demo) run(ctx context.Context) (err error) {
 
 	vmiName := e2e.VMIName(1, job.ID)
 	bed, err := e2e.Start(ctx, e2e.Options{
-		BinDir: d.opts.binDir,
-		Progress: func(step string) {
-			at := d.timeline.mark(step)
-			d.printf("  %-22s %6.2fs\n", step, at.Seconds())
-		},
-		OnEvent: func(ev standin.Event) {
-			if ev.VMI != vmiName {
-				return
-			}
-			switch ev.Type {
-			case standin.EventSeen:
-				d.timeline.markAt("VMI created", ev.Time)
-			case standin.EventScheduled:
-				d.timeline.markAt("VMI scheduled", ev.Time)
-			case standin.EventRunning:
-				d.timeline.markAt("VMI running", ev.Time)
-			case standin.EventSSHReady:
-				d.timeline.markAt("guest sshd listening", ev.Time)
-			}
-		},
+		BinDir:   d.opts.binDir,
+		Progress: d.progress,
+		OnEvent: d.onEvent(vmiName, map[standin.EventType]string{
+			standin.EventSeen:      "VMI created",
+			standin.EventScheduled: "VMI scheduled",
+			standin.EventRunning:   "VMI running",
+			standin.EventSSHReady:  "guest sshd listening",
+		}),
 	})
 	defer func() {
 		if bed == nil {
@@ -93,6 +81,30 @@ func (d *demo) run(ctx context.Context) (err error) {
 	d.timeline.mark("environment ready")
 
 	return d.runJob(ctx, bed.RunnerConfig(), job, "interrupted: the job was cancelled and cleaned up", "")
+}
+
+// progress prints one start-up step of the environment with its time on
+// the timeline.
+func (d *demo) progress(step string) {
+	at := d.timeline.mark(step)
+	d.printf("  %-22s %6.2fs\n", step, at.Seconds())
+}
+
+// onEvent returns the stand-in event handler of both modes: the events of
+// the demo's VMI named in labels become marks on the timeline, and a
+// failed VMI is printed at once.
+func (d *demo) onEvent(vmiName string, labels map[standin.EventType]string) func(standin.Event) {
+	return func(ev standin.Event) {
+		if ev.VMI != vmiName {
+			return
+		}
+		if label, ok := labels[ev.Type]; ok {
+			d.timeline.markAt(label, ev.Time)
+		}
+		if ev.Type == standin.EventFailed {
+			d.printf("%s\n", d.red("VMI failed: "+ev.Detail))
+		}
+	}
 }
 
 // runJob runs job through the runner harness with cfg, printing its log as

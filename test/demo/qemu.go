@@ -41,29 +41,14 @@ func (d *demo) runQEMU(ctx context.Context, job runner.Job) (err error) {
 		BinDir:     d.opts.binDir,
 		ConsoleDir: consoleDir,
 		BuildLog:   d.errOut,
-		Progress: func(step string) {
-			at := d.timeline.mark(step)
-			d.printf("  %-22s %6.2fs\n", step, at.Seconds())
-		},
-		OnEvent: func(ev standin.Event) {
-			if ev.VMI != vmiName {
-				return
-			}
-			switch ev.Type {
-			case standin.EventSeen:
-				d.timeline.markAt("VMI created", ev.Time)
-			case standin.EventScheduled:
-				d.timeline.markAt("VMI scheduled", ev.Time)
-			case standin.EventBooting:
-				d.timeline.markAt("QEMU started", ev.Time)
-			case standin.EventRunning:
-				d.timeline.markAt("VMI running (guest booting)", ev.Time)
-			case standin.EventSSHReady:
-				d.timeline.markAt("guest booted: sshd answers", ev.Time)
-			case standin.EventFailed:
-				d.printf("%s\n", d.red("VMI failed: "+ev.Detail))
-			}
-		},
+		Progress:   d.progress,
+		OnEvent: d.onEvent(vmiName, map[standin.EventType]string{
+			standin.EventSeen:      "VMI created",
+			standin.EventScheduled: "VMI scheduled",
+			standin.EventBooting:   "QEMU started",
+			standin.EventRunning:   "VMI running (guest booting)",
+			standin.EventSSHReady:  "guest booted: sshd answers",
+		}),
 	})
 	defer func() {
 		if bed == nil {
