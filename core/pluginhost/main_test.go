@@ -17,6 +17,7 @@ import (
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/core/pluginhost/testplugins"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/plugintest"
 )
 
 // helperEnv makes the test binary act as a helper process (see TestMain).
@@ -146,29 +147,11 @@ func flipByte(t *testing.T, path string) {
 	}
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newHost returns a host for dir whose log is returned too; it is closed
 // when the test ends.
-func newHost(t testing.TB, dir string, timeout time.Duration) (*Host, *syncBuffer) {
+func newHost(t testing.TB, dir string, timeout time.Duration) (*Host, *plugintest.SyncBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &plugintest.SyncBuffer{}
 	h, err := New(Options{
 		Dir:          dir,
 		Logger:       hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),

@@ -30,7 +30,7 @@ type harness struct {
 	startTimeout time.Duration
 	callTimeout  time.Duration
 
-	log     logBuffer
+	log     plugintest.SyncBuffer
 	secrets secrets
 	plugin  *pluginapi.Plugin
 	pid     int

@@ -1,7 +1,6 @@
 package conformance
 
 import (
-	"bytes"
 	"strings"
 	"sync"
 )
@@ -72,22 +71,4 @@ func (s *secrets) redact(text string) string {
 		}
 	}
 	return text
-}
-
-// logBuffer collects what the plugin and go-plugin log.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

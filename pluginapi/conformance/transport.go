@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/plugintest"
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 )
 
@@ -96,28 +97,9 @@ type result struct {
 	stderr string
 }
 
-// lockedBuffer is a bytes.Buffer safe for the concurrent writes and reads
-// of a running Exec.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func (k *transportKit) exec(ctx context.Context, t *testing.T, start *pluginv1.ExecStart, stdio pluginapi.ExecIO) result {
 	t.Helper()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr plugintest.SyncBuffer
 	if stdio.Stdout == nil {
 		stdio.Stdout = &stdout
 	}
@@ -239,7 +221,7 @@ func (k *transportKit) testConcurrentExec(t *testing.T) {
 func (k *transportKit) startBlocking(ctx context.Context, t *testing.T, signals <-chan string) (string, <-chan result) {
 	t.Helper()
 	started := make(chan string, 1)
-	var out lockedBuffer
+	var out plugintest.SyncBuffer
 	stdout := writerFunc(func(p []byte) (int, error) {
 		n, err := out.Write(p)
 		// The first complete line carries the id.

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/plugintest"
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/sshd"
 )
@@ -107,28 +107,11 @@ func build(out string) error {
 	return nil
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // launch starts the plugin binary and closes it in t.Cleanup, checking that
 // the process is gone.
-func launch(t *testing.T) (*pluginapi.Plugin, pluginapi.TransportPlugin, *lockedBuffer) {
+func launch(t *testing.T) (*pluginapi.Plugin, pluginapi.TransportPlugin, *plugintest.SyncBuffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &plugintest.SyncBuffer{}
 	p, err := pluginapi.Launch(context.Background(), pluginapi.LaunchOptions{
 		Path:   pluginPath,
 		SHA256: pluginSum,

@@ -6,35 +6,17 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/plugintest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/plugins/internal/osutil/osutiltest"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/plugins/linux-cloudinit/cloudinit"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/sshd"
 )
-
-// syncBuffer collects output an ssh session writes from its goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestRunCommandOverOpenSSH runs RunCommand through a real OpenSSH sshd,
 // the way the transport does: sshd starts the user's login shell with -c
@@ -123,7 +105,7 @@ func TestRunCommandOverOpenSSH(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer sess.Close()
-		var stdout syncBuffer
+		var stdout plugintest.SyncBuffer
 		sess.Stdout = &stdout
 		if err := sess.Start("bash " + script(t, tr.script())); err != nil {
 			t.Fatal(err)
@@ -191,7 +173,7 @@ func runOverSSH(t *testing.T, client *ssh.Client, script func(*testing.T, string
 				t.Fatal(err)
 			}
 			defer sess.Close()
-			var stdout syncBuffer
+			var stdout plugintest.SyncBuffer
 			sess.Stdout = &stdout
 			if err := sess.Start(commandFor(script(t, tr.script()))); err != nil {
 				t.Fatal(err)

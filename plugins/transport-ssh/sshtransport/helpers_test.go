@@ -1,7 +1,6 @@
 package sshtransport
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi"
+	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/plugintest"
 	pluginv1 "github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/pluginapi/proto/v1"
 	"github.com/gitlab-runner-kubevirt/gitlab-runner-kubevirt/test/sshd"
 )
@@ -83,29 +83,11 @@ func guestDir(t testing.TB) string {
 	return dir
 }
 
-// lockedBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newTransport returns a Transport logging at trace level into the returned
 // buffer, closed (and its log shown on failure) in t.Cleanup.
-func newTransport(t *testing.T) (*Transport, *lockedBuffer) {
+func newTransport(t *testing.T) (*Transport, *plugintest.SyncBuffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &plugintest.SyncBuffer{}
 	tr := New(Config{Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs})})
 	t.Cleanup(func() {
 		tr.Close()
@@ -169,7 +151,7 @@ func execute(t *testing.T, tr pluginapi.TransportPlugin, start *pluginv1.ExecSta
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr plugintest.SyncBuffer
 	stdio.Stdout, stdio.Stderr = &stdout, &stderr
 	exit, err := tr.Exec(ctx, start, stdio)
 	return result{stdout: stdout.String(), stderr: stderr.String(), exit: exit, err: err}
@@ -218,7 +200,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 // notifyWriter collects output and closes seen once it contains marker.
 type notifyWriter struct {
-	lockedBuffer
+	plugintest.SyncBuffer
 	marker string
 	seen   chan struct{}
 	once   sync.Once
@@ -229,7 +211,7 @@ func newNotifyWriter(marker string) *notifyWriter {
 }
 
 func (w *notifyWriter) Write(p []byte) (int, error) {
-	n, err := w.lockedBuffer.Write(p)
+	n, err := w.SyncBuffer.Write(p)
 	if strings.Contains(w.String(), w.marker) {
 		w.once.Do(func() { close(w.seen) })
 	}
