@@ -11,9 +11,7 @@ import (
 	"math/big"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,14 +68,7 @@ func TestMain(m *testing.M) {
 				fmt.Fprintln(os.Stderr, err)
 			}
 		}()
-		lu, err := user.Lookup(u.Name)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		guestUser.name = u.Name
-		guestUser.uid, _ = strconv.Atoi(lu.Uid)
-		guestUser.gid, _ = strconv.Atoi(lu.Gid)
+		guestUser.name, guestUser.uid, guestUser.gid = u.Name, u.UID, u.GID
 		return m.Run()
 	}()
 	if code == 0 {

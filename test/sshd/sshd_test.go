@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -309,6 +310,9 @@ func TestSFTPSubsystem(t *testing.T) {
 
 func TestPasswordLogin(t *testing.T) {
 	u := CreateUserForTest(t)
+	if lu, err := user.Lookup(u.Name); err != nil || lu.Uid != strconv.Itoa(u.UID) || lu.Gid != strconv.Itoa(u.GID) {
+		t.Fatalf("account %s: lookup %+v, %v; CreateUser reported uid %d gid %d", u.Name, lu, err, u.UID, u.GID)
+	}
 	s := StartForTest(t, Options{User: u.Name, PasswordAuth: true})
 	tests := []struct {
 		name     string

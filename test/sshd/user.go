@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
+	"strconv"
 	"strings"
 )
 
@@ -21,6 +23,9 @@ type User struct {
 	Name string
 	// Password is the account's random password. Never log it.
 	Password string
+	// UID and GID are the account's numeric user and group ids, for
+	// chown of files the account must own.
+	UID, GID int
 }
 
 // CreateUser creates a throwaway account with a home directory, /bin/sh as
@@ -55,7 +60,26 @@ func CreateUser(ctx context.Context) (*User, error) {
 		_ = u.Remove(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("set the password of throwaway user %s: %w", u.Name, err)
 	}
+	if err := u.lookupIDs(); err != nil {
+		_ = u.Remove(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("create throwaway user %s: %w", u.Name, err)
+	}
 	return u, nil
+}
+
+// lookupIDs fills in UID and GID from the account database.
+func (u *User) lookupIDs() error {
+	lu, err := user.Lookup(u.Name)
+	if err != nil {
+		return err
+	}
+	if u.UID, err = strconv.Atoi(lu.Uid); err != nil {
+		return fmt.Errorf("uid %q: %w", lu.Uid, err)
+	}
+	if u.GID, err = strconv.Atoi(lu.Gid); err != nil {
+		return fmt.Errorf("gid %q: %w", lu.Gid, err)
+	}
+	return nil
 }
 
 // Remove deletes the account and its home directory, even if one of its
