@@ -170,20 +170,7 @@ func TestJobLifecycleEndToEnd(t *testing.T) {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
 		cmd.Env = append(cmd.Env, "PATH="+os.Getenv("PATH"))
-		out := &lineWaiter{want: "started", seen: make(chan struct{})}
-		cmd.Stdout = out
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-out.seen:
-		case <-time.After(60 * time.Second):
-			cmd.Process.Kill()
-			t.Fatalf("the script never started; stderr: %s", stderr.String())
-		}
+		_, stderr := startUntil(t, cmd, "started", "the script never started")
 		if err := terminateGroup(cmd); err != nil {
 			t.Fatal(err)
 		}
@@ -240,6 +227,28 @@ func TestJobLifecycleEndToEnd(t *testing.T) {
 }
 
 // lineWaiter closes seen once want was written.
+// startUntil starts cmd (a stage) in its own process group, as
+// gitlab-runner does, and waits until its stdout contains want; after 60
+// seconds it kills cmd and fails the test with never and both outputs.
+func startUntil(t *testing.T, cmd *exec.Cmd, want, never string) (*lineWaiter, *bytes.Buffer) {
+	t.Helper()
+	out := &lineWaiter{want: want, seen: make(chan struct{})}
+	cmd.Stdout = out
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-out.seen:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("%s; stdout %s stderr %s", never, out.buf.String(), stderr.String())
+	}
+	return out, stderr
+}
+
 type lineWaiter struct {
 	buf  bytes.Buffer
 	want string
@@ -328,20 +337,7 @@ func TestPrepareCancelledBySIGTERMRemovesWhatItCreated(t *testing.T) {
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	out := &lineWaiter{want: "VMI scheduled on node", seen: make(chan struct{})}
-	cmd.Stdout = out
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-out.seen:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("prepare never saw the VMI scheduled; stdout %s stderr %s", out.buf.String(), stderr.String())
-	}
+	out, stderr := startUntil(t, cmd, "VMI scheduled on node", "prepare never saw the VMI scheduled")
 	if err := terminateGroup(cmd); err != nil {
 		t.Fatal(err)
 	}
